@@ -1,0 +1,67 @@
+"""Parameters of the suite: values only, no code that runs.
+
+Edit this file to try another architecture or data set, or override any value on
+the command line of `cnn_run.py` / `cnn_eval.py` with its lower-case name, e.g.
+`python cnn_run.py --epochs=5 --dropout=False`. The numbers come from the
+report (see the README); each is tagged with the table it comes from.
+"""
+
+# ---------------------------------------------------------------- classes
+# The 8 expressions in the report's order C1..C8. A class folder or label may use
+# the English name or the report's Portuguese one (ALIASES), in any letter case.
+CLASSES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
+ALIASES = {
+    "anger": ["raiva", "angry"],
+    "disgust": ["nojo", "disgusted"],
+    "fear": ["medo", "fearful", "afraid"],
+    "happy": ["feliz", "happiness"],
+    "negative": ["negativa"],
+    "neutral": ["neutra"],
+    "sad": ["triste", "sadness"],
+    "surprise": ["surpresa", "surprised"],
+}
+
+# ---------------------------------------------------------------- data
+# Folder holding train/<class>/* and validation/<class>/*. The default is the
+# synthetic stand-in, generated on first use; point it at QIDER to use the real data.
+DATA_DIR = "data/synthetic"
+# The 8 new images of the report (one per class, file named after its class).
+TEST_DIR = "test_images"
+# Every training run writes a new folder here; nothing in it is ever overwritten.
+RUNS_DIR = "runs"
+
+# ---------------------------------------------------------------- stand-in
+# Training counts of the stand-in: exactly the report's Table 1 "A" row (4521).
+STANDIN_TRAIN_COUNTS = [501, 377, 336, 746, 1618, 115, 424, 404]
+# Validation images of the stand-in, in the same class proportions (report: 1346).
+STANDIN_VALIDATION_TOTAL = 1346
+
+# ---------------------------------------------------------------- preprocessing
+IMAGE_SIZE = 96      # every image is resized (never cropped) to this square size
+CHANNELS = 1         # 1 = grayscale, as the report decodes; 3 = RGB
+AUGMENT = True       # balance the training set by mirrors and noise (Table 1)
+NOISE_SIGMA = 0.05   # std of the Gaussian noise of augmented copies, pixels in [0, 1]
+CLASS_WEIGHTS = True # weight the loss by Equation 1
+
+# ---------------------------------------------------------------- model (Table 2)
+# One dict a layer, in order. type: "conv" (units = filters, kernel = square size,
+# pool = max-pool size after it or 0) or "dense" (units = neurons). dropout: rate
+# after the layer, 0 for none. The last dense layer gets softmax and as many units
+# as there are classes; all others ReLU.
+LAYERS = [
+    {"type": "conv", "units": 32, "kernel": 3, "pool": 2, "dropout": 0.0},
+    {"type": "conv", "units": 16, "kernel": 3, "pool": 0, "dropout": 0.3},
+    {"type": "conv", "units": 24, "kernel": 3, "pool": 2, "dropout": 0.1},
+    {"type": "dense", "units": 24, "dropout": 0.4},
+    {"type": "dense", "units": 16, "dropout": 0.1},
+    {"type": "dense", "units": 8, "dropout": 0.0},
+]
+# The report's two variants: True keeps the dropout rates above, False drops them all.
+DROPOUT = True
+
+# ---------------------------------------------------------------- training
+EPOCHS = 50           # report: 50
+BATCH_SIZE = 32       # report: 32
+LEARNING_RATE = 1e-3  # Adam
+SEED = 1234           # one seed makes a run repeatable (data order, noise, weights)
+VERBOSE = 1           # Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch

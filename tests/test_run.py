@@ -1,0 +1,125 @@
+"""End to end: cnn_run.py trains and writes a run; cnn_eval.py scores with it."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cnn_data
+import cnn_eval
+import cnn_model
+import cnn_params
+import cnn_run
+import cnn_runs
+from conftest import ROOT, write_image
+
+
+@pytest.fixture
+def test_dir(tmp_path):
+    """Eight labelled test images (one per class) and one unlabelled."""
+    folder = tmp_path / "test_images"
+    for i, name in enumerate(cnn_params.CLASSES):
+        write_image(folder / f"{name}.jpg", (50 + i, 60), "RGB", "JPEG", seed=100 + i)
+    write_image(folder / "photo.png", (40, 40), "L", "PNG", seed=99)
+    return folder
+
+
+def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test_dir, capsys):
+    tiny_params["test_dir"] = str(test_dir)
+    run_dir = cnn_run.run(tiny_params)
+    for name in ("model.keras", "best.keras", "params.json", "history.csv",
+                 "metrics.json", "curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert cnn_runs.latest_run(tiny_params["runs_dir"]) == run_dir
+    saved = json.loads((run_dir / "params.json").read_text())
+    assert saved["epochs"] == 1 and saved["image_size"] == 32
+    history = cnn_runs.read_history(run_dir / "history.csv")
+    assert history["epoch"] == [1.0]
+    assert {"accuracy", "loss", "val_accuracy", "val_loss", "seconds"} <= set(history)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) >= {"train", "validation", "test"}
+    assert 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+    out = capsys.readouterr().out
+    # Table 1 of this data: 3 per class before, capped at 3 after (all equal).
+    assert re.search(r"anger\s+3\s+3\s+1.0000", out)
+    assert re.search(r"total\s+24\s+24", out)
+
+    # cnn_eval on the latest run: 8 labelled predictions and one unlabelled.
+    code = cnn_eval.main([str(test_dir), f"--runs_dir={tiny_params['runs_dir']}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("predicted") == 9
+    assert "over 8 labelled image(s)" in out
+
+    # The model on disk predicts what the eval's summary says.
+    model = cnn_model.load_model(run_dir / "model.keras")
+    paths = cnn_data.list_images([test_dir])
+    results, summary = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
+                                             cnn_params.ALIASES, 32, 1)
+    assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert summary["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-3)
+
+
+def test_a_second_run_never_touches_the_first(tiny_params):
+    first = cnn_run.run(tiny_params)
+    before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
+    second = cnn_run.run(tiny_params)
+    assert second != first
+    assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
+    assert cnn_runs.latest_run(tiny_params["runs_dir"]) == second
+
+
+def test_same_seed_gives_the_same_model(tiny_params, tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
+    predictions = []
+    for _ in range(2):
+        run_dir = cnn_run.run(tiny_params)
+        model = cnn_model.load_model(run_dir / "model.keras")
+        predictions.append(model.predict(x, verbose=0))
+    np.testing.assert_allclose(predictions[0], predictions[1], atol=1e-6)
+
+
+def test_missing_data_folder_is_one_clear_error(tmp_path, capsys):
+    code = cnn_run.main([f"--data_dir={tmp_path / 'nowhere'}", f"--runs_dir={tmp_path}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Failed to find the data folder" in err and "nowhere" in err
+    assert not (tmp_path / "nowhere").exists()  # never falls back to the stand-in
+
+
+def test_unknown_parameter_is_one_clear_error(capsys):
+    assert cnn_run.main(["--epoch=3"]) == 2
+    assert "Unknown parameter --epoch" in capsys.readouterr().err
+    assert cnn_eval.main(["--modle=x"]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_eval_without_a_run_says_to_train_first(tmp_path, capsys):
+    assert cnn_eval.main([f"--runs_dir={tmp_path}"]) == 2
+    assert "run `python cnn_run.py` first" in capsys.readouterr().err
+
+
+def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    tiny_params.update(data_dir=cnn_params.DATA_DIR,
+                       standin_train_counts=[3, 2, 2, 2, 4, 1, 2, 2],
+                       standin_validation_total=8)
+    data = cnn_run.prepare_data(tiny_params)
+    out = capsys.readouterr().out
+    assert "synthetic stand-in for QIDER" in out
+    assert cnn_data.is_standin(tmp_path / cnn_params.DATA_DIR)
+    assert data["standin"]
+    assert data["counts_before"].tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
+    assert data["counts_after"].tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
+    assert len(data["val_labels"]) == 8
+
+
+def test_committed_test_images_are_eight_rgb_jpegs_named_after_classes():
+    folder = ROOT / "test_images"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(f"{c}.jpg" for c in cnn_params.CLASSES)
+    for path in folder.iterdir():
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.mode == "RGB"
