@@ -9,14 +9,20 @@ probability, and the true class when the file name states one (`anger.jpg`,
 "test" column). Classes and image size come from the run's params.json, so a
 model trained on other classes is scored with its own.
 
+It also saves a figure of each image with its true and predicted class and a bar
+of the class probabilities, as predictions-<time>.png beside the model (a new
+file each time; --figure=False skips it).
+
 Offers:
-  find_model(model, runs_dir)        -> Path of the model to load
-  score_images(model, paths, ...)    -> list of per-image results, and summary
+  find_models(model, runs_dir)       -> Paths of the models to score
+  run_params(model_path, defaults)   -> the parameters the model was trained with
+  score_images(model, paths, ...)    -> (per-image results, summary, images)
   main(argv)
 """
 
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
@@ -27,36 +33,51 @@ import cnn_config  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
+import cnn_plots  # noqa: E402
 import cnn_runs  # noqa: E402
 
 
-def find_model(model, runs_dir):
-    """Return the Path of the model to score: `model` if given, else the latest run's.
+def find_models(model, runs_dir):
+    """Return the model files to score: [`model`] if given, else the latest run's.
 
+    A compare run gives both of its models (no_dropout, dropout).
     Raises ModelError when there is none.
     """
     if model:
-        return Path(model)
+        return [Path(model)]
     run_dir = cnn_runs.latest_run(runs_dir)
     if run_dir is None:
         raise cnn_model.ModelError(f"No trained model found in {runs_dir}: run "
                                    f"`python cnn_run.py` first, or give --model=PATH.")
-    return run_dir / "model.keras"
+    found = [run_dir / "model.keras"] if (run_dir / "model.keras").is_file() else sorted(
+        run_dir.glob("*/model.keras"))
+    if not found:
+        raise cnn_model.ModelError(f"The latest run {run_dir} has no model.keras (was it "
+                                   f"interrupted?): resume it with `python cnn_run.py "
+                                   f"--resume={run_dir}`, or give --model=PATH.")
+    return found
 
 
 def run_params(model_path, defaults):
-    """Return the parameters the model was trained with (its params.json), else `defaults`."""
-    saved = Path(model_path).parent / "params.json"
-    return {**defaults, **cnn_runs.read_json(saved)} if saved.is_file() else defaults
+    """Return the parameters the model was trained with (its run's params.json).
+
+    Looks beside the model and one folder up (a compare run's variants); falls
+    back to `defaults` for a model from elsewhere.
+    """
+    for folder in (Path(model_path).parent, Path(model_path).parent.parent):
+        if (folder / "params.json").is_file():
+            return {**defaults, **cnn_runs.read_json(folder / "params.json")}
+    return defaults
 
 
 def score_images(model, paths, classes, aliases, image_size, channels):
     """Predict every image of `paths` with `model`.
 
-    Returns (results, summary). results: one dict per readable image with path,
-    predicted, probability, true (class name or None) and probabilities (list).
+    Returns (results, summary, images). results: one dict per readable image with
+    path, predicted, probability, true (class name or None) and probabilities.
     summary: {"labelled", "accuracy", "loss", "skipped"}; accuracy and loss are
-    None when no image is labelled.
+    None when no image is labelled. images: the uint8 [N, size, size, channels]
+    the model saw.
     """
     lookup = cnn_data.class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
@@ -79,38 +100,49 @@ def score_images(model, paths, classes, aliases, image_size, channels):
         # Categorical cross-entropy as Keras computes it (probabilities clipped).
         picked = np.clip(probs[np.arange(len(truth)), truth], 1e-7, 1.0)
         summary["loss"] = float(-np.mean(np.log(picked)))
-    return results, summary
+    return results, summary, images
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = {**cnn_config.defaults(cnn_params), "model": ""}
-    try:
-        params, sources = cnn_config.parse_args(argv, defaults)
-        model_path = find_model(params["model"], params["runs_dir"])
-        trained = run_params(model_path, params)
-        paths = cnn_data.list_images(sources or [params["test_dir"]])
-        model = cnn_model.load_model(model_path)
-    except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-    print(f"Model: {model_path}")
-    results, summary = score_images(model, paths, trained["classes"], trained["aliases"],
-                                    trained["image_size"], trained["channels"])
-    width = max(len(Path(r["path"]).name) for r in results) if results else 10
+def print_results(results, summary):
+    """Print one line per image, the skipped files, then accuracy and loss."""
+    width = max((len(Path(r["path"]).name) for r in results), default=10)
     for r in results:
         mark = "" if r["true"] is None else ("  ok" if r["true"] == r["predicted"] else "  wrong")
         true = f"  true {r['true']}" if r["true"] else ""
         print(f"{Path(r['path']).name:<{width}}  predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}{true}{mark}")
-    for path, reason in summary["skipped"]:
+    for _, reason in summary["skipped"]:
         print(f"skipped: {reason}")
     if summary["labelled"]:
         print(f"accuracy {summary['accuracy']:.3f}  loss {summary['loss']:.3f}  "
               f"over {summary['labelled']} labelled image(s)")
     else:
         print("No file name states a class, so no accuracy is computed.")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    defaults = {**cnn_config.defaults(cnn_params), "model": "", "figure": True}
+    try:
+        params, sources = cnn_config.parse_args(argv, defaults)
+        model_paths = find_models(params["model"], params["runs_dir"])
+        paths = cnn_data.list_images(sources or [params["test_dir"]])
+        for model_path in model_paths:
+            trained = run_params(model_path, params)
+            model = cnn_model.load_model(model_path)
+            print(f"\nModel: {model_path}")
+            results, summary, images = score_images(
+                model, paths, trained["classes"], trained["aliases"],
+                trained["image_size"], trained["channels"])
+            print_results(results, summary)
+            if params["figure"] and results:
+                figure = cnn_runs.unique_path(
+                    model_path.parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
+                cnn_plots.plot_predictions(images, results, trained["classes"], figure)
+                print(f"Figure: {figure}")
+    except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -95,7 +95,8 @@ def train_model(model, train, validation, epochs, class_weight=None, callbacks=(
     """
     return model.fit(train, validation_data=validation, epochs=epochs,
                      class_weight=class_weight, callbacks=list(callbacks),
-                     verbose=verbose, initial_epoch=initial_epoch)
+                     verbose=verbose, initial_epoch=initial_epoch,
+                     shuffle=False)  # the dataset shuffles itself, seeded
 
 
 def evaluate_model(model, dataset):

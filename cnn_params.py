@@ -65,3 +65,11 @@ BATCH_SIZE = 32       # report: 32
 LEARNING_RATE = 1e-3  # Adam
 SEED = 1234           # one seed makes a run repeatable (data order, noise, weights)
 VERBOSE = 1           # Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch
+
+# ---------------------------------------------------------------- runs
+COMPARE = False        # True: train both report variants (no dropout, dropout) into one
+                       # run folder with Table 3, Figures 1 and 2 and an overlay figure
+RESUME = ""            # a run folder (or its name in RUNS_DIR) to continue after Ctrl-C
+EARLY_STOPPING = 0     # patience in epochs on validation loss; 0 = off (report: 50 epochs)
+TENSORBOARD = False    # also write TensorBoard logs into the run folder
+DETERMINISTIC = True   # TensorFlow op determinism: same seed and data, same history

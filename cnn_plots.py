@@ -1,14 +1,18 @@
 """Figures, drawn with matplotlib's non-interactive backend and saved as PNG.
 
 Offers:
-  plot_history(history, path, title) -> the report's Figure 1/2: accuracy on the
-                                        left, loss on the right, train and validation
+  plot_history(history, path, title)     -> the report's Figure 1/2: accuracy on the
+                                            left, loss on the right, train and validation
+  plot_overlay(histories, path)          -> validation curves of several variants
+  plot_confusion(matrix, classes, path)  -> confusion matrix, counts and row percentages
+  plot_predictions(images, results, classes, path) -> each image with its class bars
 """
 
 import matplotlib
 
 matplotlib.use("Agg")  # no screen needed; figures only go to files
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def plot_history(history, path, title=""):
@@ -30,6 +34,97 @@ def plot_history(history, path, title=""):
         axis.legend()
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_overlay(histories, path):
+    """Save the validation accuracy and loss of several runs on one figure.
+
+    `histories` is {label: history dict}. Returns `path`.
+    """
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, history in histories.items():
+        epochs = range(1, len(history["val_loss"]) + 1)
+        left.plot(epochs, history["val_accuracy"], label=label)
+        right.plot(epochs, history["val_loss"], label=label)
+    for axis, name in ((left, "Validation accuracy"), (right, "Validation loss")):
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_confusion(matrix, classes, path, title="Validation confusion matrix"):
+    """Save a confusion matrix: colour = row percentage, text = count and percentage.
+
+    Rows are true classes, columns predicted ones, so a model that predicts one
+    class for everything shows as a single bright column. Returns `path`.
+    """
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1, keepdims=True)
+    percent = np.divide(100.0 * matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    size = 1.0 + 0.8 * len(classes)
+    figure, axis = plt.subplots(figsize=(size + 1.5, size))
+    shown = axis.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+    figure.colorbar(shown, ax=axis, label="% of the true class")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            colour = "white" if percent[i, j] > 60 else "black"
+            axis.text(j, i, f"{matrix[i, j]}\n{percent[i, j]:.0f}%", ha="center",
+                      va="center", fontsize=8, color=colour)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_predictions(images, results, classes, path):
+    """Save each image beside a bar chart of its class probabilities.
+
+    `images` are uint8 [N, H, W, C] as the model saw them; `results` the
+    per-image dicts of cnn_eval.score_images (true, predicted, probabilities).
+    Returns `path`.
+    """
+    count = len(results)
+    columns = min(4, max(1, count))
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, 2 * columns, figsize=(4.2 * columns, 2.2 * rows),
+                                gridspec_kw={"width_ratios": [1, 1.4] * columns},
+                                squeeze=False)
+    for index in range(rows * columns):
+        image_axis = axes[index // columns, 2 * (index % columns)]
+        bar_axis = axes[index // columns, 2 * (index % columns) + 1]
+        if index >= count:
+            image_axis.axis("off")
+            bar_axis.axis("off")
+            continue
+        result = results[index]
+        pixels = images[index]
+        image_axis.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+                          cmap="gray", vmin=0, vmax=255)
+        image_axis.set_xticks([])
+        image_axis.set_yticks([])
+        right = result["true"] is None or result["true"] == result["predicted"]
+        image_axis.set_title(f"true: {result['true'] or '?'}\npredicted: {result['predicted']}",
+                             fontsize=8, color="black" if right else "red")
+        colours = ["tab:green" if name == result["true"] else "tab:blue" for name in classes]
+        bar_axis.barh(range(len(classes)), result["probabilities"], color=colours)
+        bar_axis.set_yticks(range(len(classes)), classes, fontsize=7)
+        bar_axis.invert_yaxis()
+        bar_axis.set_xlim(0, 1)
+        bar_axis.tick_params(axis="x", labelsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

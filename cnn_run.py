@@ -3,14 +3,25 @@
 Usage:  python cnn_run.py [--name=value ...]
         e.g. python cnn_run.py --epochs=5 --dropout=False --data_dir=/data/QIDER
 
-Any parameter of cnn_params.py can be overridden by its lower-case name. Each run
-writes a new folder under RUNS_DIR with model.keras (last epoch), best.keras
-(lowest validation loss), params.json, history.csv, metrics.json and curves.png,
-and records itself as the latest run for cnn_eval.py.
+        python cnn_run.py --compare=True        (both report variants: Table 3)
+        python cnn_run.py --resume=runs/NAME    (continue an interrupted run)
 
-Offers (for tests and notebooks):
-  prepare_data(params) -> dict of uint8 arrays, class counts and weights
-  run(params)          -> Path of the run folder written
+Any parameter of cnn_params.py can be overridden by its lower-case name. Each run
+writes a new folder under RUNS_DIR and records itself as the latest run for
+cnn_eval.py; nothing earlier is overwritten. A model's folder holds model.keras
+(last finished epoch), best.keras (lowest validation loss), history.csv,
+curves.png, confusion.png, confusion.csv, per_class.csv and metrics.json; the run
+folder adds params.json, run_info.json (seed, library versions, data summary) and
+table3.md/.csv. With --compare=True the two models live in no_dropout/ and
+dropout/, and overlay.png compares their validation curves.
+
+Offers (for tests and notebooks), in call order:
+  start_run(params)           -> (params, run folder), new or resumed
+  prepare_data(params)        -> dict of uint8 arrays, class counts and weights
+  print_class_table(...)      -> prints the data's Table 1 and Equation 1 weights
+  load_test_set(...)          -> labelled test images, or None
+  train_variant(params, ...)  -> metrics of one trained model
+  run(params)                 -> Path of the run folder written
   main(argv)
 """
 
@@ -26,6 +37,7 @@ import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 import cnn_plots  # noqa: E402
+import cnn_report  # noqa: E402
 import cnn_runs  # noqa: E402
 
 
@@ -91,71 +103,160 @@ def load_test_set(test_dir, lookup, size, channels):
     return images, np.asarray([label for label in labels if label is not None])[kept]
 
 
-def run(params):
-    """Train one model as `params` say and write its run folder. Returns its Path."""
+VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
+
+
+def training_callbacks(params, variant_dir):
+    """Return the callbacks of one variant's training, all writing into `variant_dir`.
+
+    history.csv gets a row per epoch, model.keras is the last finished epoch,
+    best.keras the lowest validation loss so far, and backup/ lets --resume
+    continue with weights and optimizer state.
+    """
     import keras
 
-    data = prepare_data(params)
+    history_path = variant_dir / "history.csv"
+    best_so_far = None
+    if history_path.exists():  # a resumed run must not forget its best epoch
+        best_so_far = min(cnn_runs.read_history(history_path).get("val_loss", [np.inf]))
+    callbacks = [
+        cnn_runs.history_logger(history_path),
+        keras.callbacks.ModelCheckpoint(variant_dir / "model.keras"),
+        keras.callbacks.ModelCheckpoint(variant_dir / "best.keras", monitor="val_loss",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.BackupAndRestore(str(variant_dir / "backup")),
+    ]
+    if params["tensorboard"]:
+        callbacks.append(keras.callbacks.TensorBoard(str(variant_dir / "tensorboard")))
+    if params["early_stopping"] > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=params["early_stopping"]))
+    return callbacks
+
+
+def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
+    """Train, evaluate and record one model (with or without dropout) in `variant_dir`.
+
+    Returns its metrics: {split: {"accuracy", "loss"}} for train, validation and
+    (when TEST_DIR has labelled images) test, plus per-class validation scores.
+    metrics.json is written last, so a variant that has it is finished.
+    """
     classes = params["classes"]
-    num_classes = len(classes)
-    print_class_table(classes, data["counts_before"], data["counts_after"], data["weights"])
-    if data["skipped"]:
-        print(f"Skipped {len(data['skipped'])} unreadable file(s); see skipped.txt in the run folder.")
-
-    variant = "dropout" if params["dropout"] else "no_dropout"
-    run_dir = cnn_runs.new_run_dir(params["runs_dir"], variant)
-    cnn_runs.write_json(run_dir / "params.json", params)
-    if data["skipped"]:
-        (run_dir / "skipped.txt").write_text(
-            "".join(f"{path}\t{reason}\n" for path, reason in data["skipped"]))
-    print(f"Run folder: {run_dir}")
-
+    num_classes, batch = len(classes), params["batch_size"]
+    print(f"\n=== {'With' if dropout else 'Without'} dropout: {variant_dir}")
     model = cnn_model.build_model(params["layers"], num_classes, params["image_size"],
-                                  params["channels"], params["dropout"],
-                                  params["learning_rate"], seed=params["seed"])
+                                  params["channels"], dropout, params["learning_rate"],
+                                  seed=params["seed"])
     if params["verbose"]:
         model.summary()
-    batch = params["batch_size"]
     train = cnn_data.make_dataset(data["train_images"], data["train_labels"], num_classes,
                                   batch, shuffle=True, seed=params["seed"])
     validation = cnn_data.make_dataset(data["val_images"], data["val_labels"],
                                        num_classes, batch)
-    callbacks = [
-        cnn_runs.history_logger(run_dir / "history.csv"),
-        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_loss",
-                                        save_best_only=True),
-    ]
-    try:
-        history = cnn_model.train_model(model, train, validation, params["epochs"],
-                                        data["weights"], callbacks, params["verbose"])
-        epochs_done = len(history.history.get("loss", []))
-    except KeyboardInterrupt:
-        print("\nInterrupted: saving what was trained so far.")
-        epochs_done = None
-    cnn_model.save_model(model, run_dir / "model.keras")
+    callbacks = training_callbacks(params, variant_dir) + list(extra_callbacks)
+    cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
+                          callbacks, params["verbose"])
 
     # Table 3's columns for this model: train, validation and the test images.
     metrics = {"train": cnn_model.evaluate_model(model, train),
                "validation": cnn_model.evaluate_model(model, validation)}
-    test = load_test_set(params["test_dir"], cnn_data.class_lookup(classes, params["aliases"]),
-                         params["image_size"], params["channels"])
-    if test is not None:
+    if data["test"] is not None:
+        test_images, test_labels = data["test"]
         metrics["test"] = cnn_model.evaluate_model(
-            model, cnn_data.make_dataset(*test, num_classes, batch))
-    metrics["epochs"] = epochs_done
-    metrics["standin"] = data["standin"]
-    cnn_runs.write_json(run_dir / "metrics.json", metrics)
+            model, cnn_data.make_dataset(test_images, test_labels, num_classes, batch))
 
-    history_path = run_dir / "history.csv"
-    if history_path.exists():
-        title = f"{'With' if params['dropout'] else 'Without'} dropout"
-        cnn_plots.plot_history(cnn_runs.read_history(history_path),
-                               run_dir / "curves.png", title)
-    cnn_runs.mark_latest(params["runs_dir"], run_dir)
-    for split in ("train", "validation", "test"):
+    # Per-class insight on validation: which classes fail, and as what.
+    predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
+    matrix = cnn_report.confusion_matrix(data["val_labels"], predicted, num_classes)
+    scores = cnn_report.per_class_scores(matrix)
+    cnn_report.write_scores(variant_dir / "per_class.csv", classes, scores)
+    np.savetxt(variant_dir / "confusion.csv", matrix, fmt="%d", delimiter=",",
+               header=",".join(classes), comments="")
+    cnn_plots.plot_confusion(matrix, classes, variant_dir / "confusion.png")
+    print(cnn_report.format_scores(classes, scores))
+
+    history = cnn_runs.read_history(variant_dir / "history.csv")
+    metrics["epochs"] = len(history["epoch"])
+    metrics["per_class"] = dict(zip(classes, scores))
+    title = f"{'With' if dropout else 'Without'} dropout"
+    cnn_plots.plot_history(history, variant_dir / "curves.png", title)
+    cnn_runs.write_json(variant_dir / "metrics.json", metrics)
+    for split in cnn_report.SPLITS:
         if split in metrics:
             print(f"{split:<10} accuracy {metrics[split]['accuracy']:.3f}  "
                   f"loss {metrics[split]['loss']:.3f}")
+    return metrics
+
+
+def start_run(params):
+    """Return (params, run_dir): a new run folder, or the one --resume names."""
+    if params["resume"]:
+        run_dir = cnn_runs.find_run(params["resume"], params["runs_dir"])
+        saved = cnn_runs.read_json(run_dir / "params.json")
+        print(f"Resuming {run_dir} from its last finished epoch.")
+        # The run goes on as it started; only where runs live may differ.
+        return {**params, **saved, "resume": str(run_dir),
+                "runs_dir": params["runs_dir"]}, run_dir
+    tag = "compare" if params["compare"] else VARIANTS[params["dropout"]]
+    run_dir = cnn_runs.new_run_dir(params["runs_dir"], tag)
+    cnn_runs.write_json(run_dir / "params.json", params)
+    return params, run_dir
+
+
+def run(params, extra_callbacks=()):
+    """Train as `params` say and write the run folder. Returns its Path.
+
+    With COMPARE both variants train on the same data and seed, each in its own
+    subfolder, and the run folder gets Table 3 and the overlay figure.
+    `extra_callbacks` are added to training (tests use them to interrupt a run).
+    """
+    import tensorflow as tf
+
+    params, run_dir = start_run(params)
+    if params["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    data = prepare_data(params)
+    classes = params["classes"]
+    print_class_table(classes, data["counts_before"], data["counts_after"], data["weights"])
+    data["test"] = load_test_set(params["test_dir"], cnn_data.class_lookup(
+        classes, params["aliases"]), params["image_size"], params["channels"])
+    cnn_runs.write_json(run_dir / "run_info.json", {
+        "seed": params["seed"], "libraries": cnn_runs.library_versions(),
+        "data": {"data_dir": params["data_dir"], "standin": data["standin"],
+                 "classes": classes,
+                 "train_before": data["counts_before"].tolist(),
+                 "train_after": data["counts_after"].tolist(),
+                 "validation": cnn_data.class_counts(data["val_labels"], len(classes)).tolist(),
+                 "class_weights": data["weights"], "skipped": len(data["skipped"])}})
+    if data["skipped"]:
+        (run_dir / "skipped.txt").write_text(
+            "".join(f"{path}\t{reason}\n" for path, reason in data["skipped"]))
+        print(f"Skipped {len(data['skipped'])} unreadable file(s); see {run_dir / 'skipped.txt'}.")
+    print(f"Run folder: {run_dir}")
+
+    variants = [False, True] if params["compare"] else [params["dropout"]]
+    results = {}
+    try:
+        for dropout in variants:
+            variant_dir = run_dir / VARIANTS[dropout] if params["compare"] else run_dir
+            variant_dir.mkdir(exist_ok=True)
+            if (variant_dir / "metrics.json").is_file():  # finished before a resume
+                results[VARIANTS[dropout]] = cnn_runs.read_json(variant_dir / "metrics.json")
+                continue
+            results[VARIANTS[dropout]] = train_variant(params, data, variant_dir, dropout,
+                                                       extra_callbacks)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. The finished epochs are saved in {run_dir}; continue with "
+              f"python cnn_run.py --resume={run_dir}")
+        raise
+    cnn_report.write_table3(run_dir, results)
+    if params["compare"]:
+        cnn_plots.plot_overlay({name: cnn_runs.read_history(run_dir / name / "history.csv")
+                                for name in results}, run_dir / "overlay.png")
+    print("\nTable 3 (accuracy and loss; test = the labelled images in "
+          f"{params['test_dir']}):\n" + (run_dir / "table3.md").read_text())
+    cnn_runs.mark_latest(params["runs_dir"], run_dir)
     print(f"Saved {run_dir}")
     return run_dir
 
@@ -168,9 +269,12 @@ def main(argv=None):
             raise cnn_config.ConfigError(f"Unexpected argument {extra[0]!r}: "
                                          f"parameters are written --name=value.")
         run(params)
-    except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError) as error:
+    except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError,
+            FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -8,6 +8,9 @@ Offers:
   read_history(path)               -> {column: [values]} from a history CSV
   mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run
   latest_run(runs_dir)             -> Path of the latest run, or None
+  unique_path(path)                -> `path`, or `path` with -1, -2... if it exists
+  find_run(name, runs_dir)         -> Path of a run given as a folder or a name
+  library_versions()               -> {library: version} for the run record
 """
 
 import csv
@@ -54,7 +57,8 @@ def history_logger(path):
     """Return a callback that appends epoch, metrics and seconds to the CSV `path`.
 
     Each row is written when its epoch ends, so an interrupted run keeps its
-    finished epochs. The columns are fixed by the first row.
+    finished epochs; a resumed run that repeats an epoch replaces its row, so the
+    file holds every epoch once.
     """
     path = Path(path)
     state = {}
@@ -65,12 +69,14 @@ def history_logger(path):
     def end(epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
                "seconds": round(time.perf_counter() - state["start"], 3)}
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as handle:
+        earlier = []
+        if path.exists() and path.stat().st_size:
+            with path.open(newline="") as handle:
+                earlier = [r for r in csv.DictReader(handle) if int(r["epoch"]) < row["epoch"]]
+        with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+            writer.writeheader()
+            writer.writerows(earlier + [row])
 
     return keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)
 
@@ -95,3 +101,41 @@ def latest_run(runs_dir):
         return None
     run_dir = Path(runs_dir) / marker.read_text().strip()
     return run_dir if run_dir.is_dir() else None
+
+
+def find_run(name, runs_dir):
+    """Return the run folder `name` (a path, or a folder name in `runs_dir`).
+
+    Raises FileNotFoundError with a sentence naming both places tried.
+    """
+    for candidate in (Path(name), Path(runs_dir) / name):
+        if (candidate / "params.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"Failed to find the run {name} (looked for params.json in "
+                            f"{Path(name)} and {Path(runs_dir) / name}).")
+
+
+def library_versions():
+    """Return the versions of Python and the libraries a run depends on."""
+    import platform
+
+    import matplotlib
+    import numpy
+    import PIL
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "matplotlib": matplotlib.__version__, "pillow": PIL.__version__,
+            "machine": platform.machine(), "system": platform.system()}
+
+
+def unique_path(path):
+    """Return `path` if it is free, else the first free `<stem>-N<suffix>` beside it."""
+    path = Path(path)
+    counter = 0
+    candidate = path
+    while candidate.exists():
+        counter += 1
+        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
+    return candidate

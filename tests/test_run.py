@@ -56,7 +56,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     # The model on disk predicts what the eval's summary says.
     model = cnn_model.load_model(run_dir / "model.keras")
     paths = cnn_data.list_images([test_dir])
-    results, summary = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
+    results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
                                              cnn_params.ALIASES, 32, 1)
     assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert summary["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-3)

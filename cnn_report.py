@@ -1,0 +1,89 @@
+"""Numbers a person reads after training: confusion matrix, per-class scores, Table 3.
+
+Offers:
+  confusion_matrix(true, predicted, num_classes) -> int64 [classes, classes], rows = true
+  per_class_scores(matrix)                       -> list of {precision, recall, f1, support}
+  write_scores(path, classes, scores)            -> per-class CSV
+  format_scores(classes, scores)                 -> printable table (str)
+  table3_rows(results)                           -> rows of the report's Table 3
+  write_table3(folder, results)                  -> table3.md and table3.csv
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+def confusion_matrix(true, predicted, num_classes):
+    """Return counts [true class, predicted class] as an int64 array."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(true, np.int64), np.asarray(predicted, np.int64)), 1)
+    return matrix
+
+
+def per_class_scores(matrix):
+    """Precision, recall, F1 and support of each class from a confusion matrix.
+
+    A class never predicted has precision 0 (not NaN), so a model that predicts one
+    class for everything shows zeros for all the others.
+    """
+    scores = []
+    for c in range(len(matrix)):
+        hit = matrix[c, c]
+        predicted, support = matrix[:, c].sum(), matrix[c, :].sum()
+        precision = hit / predicted if predicted else 0.0
+        recall = hit / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores.append({"precision": float(precision), "recall": float(recall),
+                       "f1": float(f1), "support": int(support)})
+    return scores
+
+
+def write_scores(path, classes, scores):
+    """Write one CSV row per class: class, precision, recall, f1, support."""
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "precision", "recall", "f1", "support"])
+        for name, s in zip(classes, scores):
+            writer.writerow([name, f"{s['precision']:.4f}", f"{s['recall']:.4f}",
+                             f"{s['f1']:.4f}", s["support"]])
+
+
+def format_scores(classes, scores):
+    """Return the per-class scores as an aligned text table."""
+    width = max(8, *(len(name) for name in classes))
+    lines = [f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
+    for name, s in zip(classes, scores):
+        lines.append(f"{name:<{width}} {s['precision']:>9.3f} {s['recall']:>7.3f} "
+                     f"{s['f1']:>7.3f} {s['support']:>8}")
+    return "\n".join(lines)
+
+
+def table3_rows(results):
+    """Rows of Table 3 from {variant: {split: {"accuracy", "loss"}}}.
+
+    Returns (header, rows): header ["", "<variant> <split>", ...] and one row each
+    for ACC and LOSS, values rounded to 3 decimals as in the report.
+    """
+    columns = [(variant, split) for variant, metrics in results.items()
+               for split in SPLITS if split in metrics]
+    header = [""] + [f"{variant} {split}" for variant, split in columns]
+    rows = []
+    for label, key in (("ACC", "accuracy"), ("LOSS", "loss")):
+        rows.append([label] + [f"{results[v][s][key]:.3f}" for v, s in columns])
+    return header, rows
+
+
+def write_table3(folder, results):
+    """Write Table 3 as table3.md (Markdown) and table3.csv in `folder`."""
+    header, rows = table3_rows(results)
+    folder = Path(folder)
+    with (folder / "table3.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    (folder / "table3.md").write_text("\n".join(lines) + "\n")
+    return folder / "table3.md"

@@ -1,0 +1,113 @@
+"""The report's experiments: compare both variants, Table 3, resume, repeatability."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+import cnn_data
+import cnn_model
+import cnn_params
+import cnn_report
+import cnn_run
+import cnn_runs
+from conftest import write_image
+
+
+@pytest.fixture
+def labelled_test_dir(tmp_path):
+    folder = tmp_path / "test_images"
+    for i, name in enumerate(cnn_params.CLASSES):
+        write_image(folder / f"{name}.jpg", (48, 48), "RGB", "JPEG", seed=200 + i)
+    return folder
+
+
+def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_dir):
+    tiny_params.update(compare=True, epochs=2, test_dir=str(labelled_test_dir))
+    run_dir = cnn_run.run(tiny_params)
+    for name in ("table3.md", "table3.csv", "overlay.png", "params.json", "run_info.json"):
+        assert (run_dir / name).is_file(), name
+    for variant in ("no_dropout", "dropout"):
+        for name in ("model.keras", "best.keras", "curves.png", "confusion.png",
+                     "confusion.csv", "per_class.csv", "history.csv", "metrics.json"):
+            assert (run_dir / variant / name).is_file(), f"{variant}/{name}"
+        assert len(cnn_runs.read_history(run_dir / variant / "history.csv")["epoch"]) == 2
+
+    with (run_dir / "table3.csv").open() as handle:
+        header, acc, loss = list(csv.reader(handle))
+    assert header[1:] == [f"{v} {s}" for v in ("no_dropout", "dropout")
+                          for s in ("train", "validation", "test")]
+    assert acc[0] == "ACC" and loss[0] == "LOSS"
+
+    # Table 3 equals a fresh evaluate of the saved models on the same sets.
+    params = cnn_runs.read_json(run_dir / "params.json")
+    data = cnn_run.prepare_data(params)
+    test = cnn_run.load_test_set(params["test_dir"], cnn_data.class_lookup(
+        cnn_params.CLASSES, cnn_params.ALIASES), 32, 1)
+    sets = {"train": (data["train_images"], data["train_labels"]),
+            "validation": (data["val_images"], data["val_labels"]), "test": test}
+    column = 1
+    for variant in ("no_dropout", "dropout"):
+        model = cnn_model.load_model(run_dir / variant / "model.keras")
+        for split in ("train", "validation", "test"):
+            fresh = cnn_model.evaluate_model(model, cnn_data.make_dataset(*sets[split], 8, 32))
+            assert float(acc[column]) == pytest.approx(fresh["accuracy"], abs=6e-4)
+            assert float(loss[column]) == pytest.approx(fresh["loss"], abs=6e-4)
+            column += 1
+
+    # The confusion matrix counts every validation image once.
+    matrix = np.loadtxt(run_dir / "dropout" / "confusion.csv", delimiter=",", skiprows=1)
+    assert matrix.shape == (8, 8) and matrix.sum() == len(data["val_labels"])
+
+
+def test_per_class_scores_make_a_one_class_model_obvious():
+    true = np.array([0, 0, 1, 1, 2, 2])
+    matrix = cnn_report.confusion_matrix(true, np.zeros(6, dtype=int), 3)
+    assert matrix.tolist() == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
+    scores = cnn_report.per_class_scores(matrix)
+    assert scores[0]["recall"] == 1.0 and scores[0]["precision"] == pytest.approx(1 / 3)
+    assert [s["f1"] for s in scores[1:]] == [0.0, 0.0]
+    assert [s["support"] for s in scores] == [2, 2, 2]
+
+
+def interrupt_after_first_epoch():
+    def stop(epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=stop)
+
+
+def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
+    tiny_params.update(epochs=3)
+    whole = cnn_run.run(tiny_params)
+    whole_history = cnn_runs.read_history(whole / "history.csv")
+
+    with pytest.raises(KeyboardInterrupt):
+        cnn_run.run(tiny_params, extra_callbacks=[interrupt_after_first_epoch()])
+    cut = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and p != whole)[0]
+    assert cnn_runs.read_history(cut / "history.csv")["epoch"] == [1.0]
+    assert (cut / "model.keras").is_file()  # the finished epoch was kept
+    assert not (cut / "metrics.json").exists()
+
+    resumed = cnn_run.run({**tiny_params, "resume": cut.name})
+    assert resumed == cut
+    history = cnn_runs.read_history(cut / "history.csv")
+    assert history["epoch"] == [1.0, 2.0, 3.0]
+    for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
+        assert history[key][0] == pytest.approx(whole_history[key][0], abs=1e-6)
+    assert (cut / "metrics.json").is_file()
+    assert not (cut / "backup").exists()  # Keras removes its backup once finished
+
+
+def test_same_seed_same_history(tiny_params):
+    first = cnn_runs.read_history(cnn_run.run({**tiny_params, "epochs": 2}) / "history.csv")
+    second = cnn_runs.read_history(cnn_run.run({**tiny_params, "epochs": 2}) / "history.csv")
+    for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
+        assert first[key] == second[key]
+
+
+def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):
+    assert cnn_run.main([f"--resume=nothing", f"--runs_dir={tmp_path}"]) == 2
+    assert "Failed to find the run nothing" in capsys.readouterr().err
