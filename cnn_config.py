@@ -7,7 +7,8 @@ Offers:
 
 `--name=value` sets `name` (the lower-case form of a parameter in cnn_params.py).
 The value must fit the default's type: int, float (an int is fine), bool
-(true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]').
+(true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]');
+a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
 """
 
 import json
@@ -53,6 +54,9 @@ def _convert(name, text, default):
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
+            if isinstance(default, list) and all(isinstance(v, str) for v in default):
+                # A list of names may be written plainly: --classes=auto, --classes=a,b
+                return [part.strip() for part in text.split(",") if part.strip()]
             raise bad(f"a JSON {type(default).__name__}") from None
         if not isinstance(value, type(default)):
             raise bad(f"a JSON {type(default).__name__}")

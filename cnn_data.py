@@ -4,8 +4,12 @@ Offers, in the order a run calls them:
   class_lookup(classes, aliases)      -> {normalised name: class index}
   ensure_standin(data_dir, ...)       -> generates the synthetic stand-in if absent
   is_standin(data_dir)                -> True for a generated stand-in
-  load_split(data_dir, split, ...)    -> (uint8 images, labels, skipped files) of one split
-  list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
+  find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train and
+                                         validation, in any supported layout
+    list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
+    read_labels_file(csv, ...)        -> (paths, label names, excluded, unlabeled)
+    choose_classes(classes, ...)      -> the given classes, or those found ("auto")
+    stratified_split(labels, ...)     -> (train, validation) indices, per class
   load_images(paths, size, channels)  -> (uint8 images [N, size, size, channels], kept, skipped)
   decode_image(path, size, channels)  -> one uint8 image [size, size, channels]
   augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
@@ -34,6 +38,9 @@ import tensorflow as tf
 class DataError(ValueError):
     """The data on disk cannot be used as asked; the message says where and what to do."""
 
+
+# CLASSES = ["auto"] takes the classes found in the data.
+AUTO = "auto"
 
 # Written into a generated stand-in so every run can say it is not QIDER.
 STANDIN_MARKER = "STANDIN.txt"
@@ -96,27 +103,35 @@ def _is_candidate(path):
             and path.suffix.lower() not in _NOT_IMAGES)
 
 
+def _class_dirs(root):
+    """Sub-folders of `root` that may be class folders (not hidden), sorted."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def list_split(data_dir, split, lookup):
     """List the images of `<data_dir>/<split>/<class folder>/*`.
 
     Class folders match a class by name or alias in any letter case.
     Returns (paths, labels): sorted paths (list of Path) and their class indices
     (int64 array of the same length).
-    Raises DataError for a missing split folder or an unknown class folder.
+    Raises DataError for a missing split folder, an unknown class folder or a
+    class folder with no images.
     """
     split_dir = Path(data_dir) / split
     if not split_dir.is_dir():
         raise DataError(f"Failed to find the folder {split_dir}: the data folder must "
                         f"hold {split}/<class>/ image folders (see the README).")
     paths, labels = [], []
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        if class_dir.name.startswith("."):
-            continue
+    for class_dir in _class_dirs(split_dir):
         key = normalise_label(class_dir.name)
         if key not in lookup:
             raise DataError(f"Unknown class folder {class_dir}: rename it to one of "
-                            f"{_accepted(lookup)}, or change CLASSES in cnn_params.py.")
+                            f"{_accepted(lookup)}, or change CLASSES in cnn_params.py "
+                            f"(or use --classes=auto).")
         files = sorted(p for p in class_dir.iterdir() if _is_candidate(p))
+        if not files:
+            raise DataError(f"The class folder {class_dir} has no images: add some, "
+                            f"or move the empty folder out of {split_dir}.")
         paths.extend(files)
         labels.extend([lookup[key]] * len(files))
     if not paths:
@@ -125,7 +140,160 @@ def list_split(data_dir, split, lookup):
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def _decode_with_pillow(data, channels):
+def folder_labels(root):
+    """Return the normalised names of the class folders under `root` (sorted, unique)."""
+    return sorted({normalise_label(p.name) for p in _class_dirs(root)})
+
+
+def read_labels_file(csv_path, image_column, label_column, images_dir=""):
+    """Read a CSV of image paths and labels.
+
+    Image paths may be relative to the CSV's folder or to `images_dir` inside it.
+    Returns (paths, names, excluded, unlabeled): the labelled images that exist
+    (Paths), their normalised label names, (path, reason) for every listed image
+    left out (missing file, conflicting labels), and the images in the images
+    folder that the CSV does not list (sorted Paths).
+    Raises DataError when the CSV lacks one of the two columns.
+    """
+    import csv
+
+    csv_path = Path(csv_path)
+    base = csv_path.parent
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        for column in (image_column, label_column):
+            if column not in columns:
+                raise DataError(f"{csv_path} has no column {column!r} (it has "
+                                f"{', '.join(columns)}): set --image_column and "
+                                f"--label_column.")
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+
+    labels_of = {}  # listed image -> set of normalised labels
+    for row in rows:
+        if row[image_column]:
+            labels_of.setdefault(row[image_column], set()).add(normalise_label(row[label_column]))
+    folders = [base / images_dir, base] if images_dir else [base]
+    paths, names, excluded = [], [], []
+    for image in sorted(labels_of):
+        found = next((f / image for f in folders if (f / image).is_file()), None)
+        if found is None:
+            excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
+        elif len(labels_of[image]) > 1:
+            excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
+                                         f"{', '.join(sorted(labels_of[image]))}"))
+        else:
+            paths.append(found)
+            names.append(next(iter(labels_of[image])))
+    listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
+    image_folder = folders[0]
+    unlabeled = sorted(p for p in image_folder.iterdir()
+                       if _is_candidate(p) and p.resolve() not in listed) \
+        if image_folder.is_dir() else []
+    return paths, names, excluded, unlabeled
+
+
+def choose_classes(classes, aliases, found):
+    """Return (classes, lookup): the classes to train and {name or alias: index}.
+
+    `classes` is a list of names, or ["auto"] to take the normalised names `found`
+    in the data, sorted.
+    """
+    if list(classes) == [AUTO]:
+        if not found:
+            raise DataError("--classes=auto found no class names in the data.")
+        return sorted(found), class_lookup(sorted(found))
+    return list(classes), class_lookup(classes, aliases)
+
+
+def stratified_split(labels, fraction, seed):
+    """Split indices into (train, validation), `fraction` of each class to validation.
+
+    Reproducible from `seed`; every class keeps at least one training image.
+    Returns two sorted int64 arrays of indices into `labels`.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        held = min(int(round(len(members) * fraction)), len(members) - 1)
+        validation.extend(members[:held])
+        train.extend(members[held:])
+    return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(validation, np.int64))
+
+
+def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_column="image",
+                 label_column="emotion", images_dir="images", validation_fraction=0.2,
+                 seed=0):
+    """Find the labelled images of `data_dir` in any of the supported layouts.
+
+    Layouts, tried in this order:
+      1. <data_dir>/train/<class>/* (+ <data_dir>/validation/<class>/*, or a split
+         of train when there is no validation folder);
+      2. <data_dir>/<labels_file>: a CSV with image and label columns, split;
+      3. <data_dir>/<class>/*: one class-folder tree, split.
+    Splits take `validation_fraction` of each class, reproducibly from `seed`.
+    Returns a dict: layout (str), classes (list), train and validation (each
+    (paths, int64 labels)), excluded ([(path, reason)]), unlabeled ([Path]).
+    Raises DataError for anything that stops training: a missing folder, an
+    unknown class or label, a class with no images.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"Failed to find the data folder {data_dir}: check --data_dir.")
+    excluded, unlabeled = [], []
+    if (data_dir / "train").is_dir():
+        layout = "train/validation class folders"
+        found = folder_labels(data_dir / "train")
+        if (data_dir / "validation").is_dir():
+            found = sorted(set(found) | set(folder_labels(data_dir / "validation")))
+        classes, lookup = choose_classes(classes, aliases, found)
+        paths, labels = list_split(data_dir, "train", lookup)
+        if (data_dir / "validation").is_dir():
+            splits = {"train": (paths, labels),
+                      "validation": list_split(data_dir, "validation", lookup)}
+        else:
+            layout = "train class folders, split"
+            splits = None
+    elif labels_file and (data_dir / labels_file).is_file():
+        layout = f"labels file {labels_file}"
+        csv_paths, names, excluded, unlabeled = read_labels_file(
+            data_dir / labels_file, image_column, label_column, images_dir)
+        classes, lookup = choose_classes(classes, aliases, sorted(set(names)))
+        unknown = sorted({n for n in names if n not in lookup})
+        if unknown:
+            raise DataError(f"{data_dir / labels_file} has label(s) {', '.join(unknown)} "
+                            f"outside the classes {', '.join(classes)}: use --classes=auto, "
+                            f"or add them to CLASSES or ALIASES in cnn_params.py.")
+        paths, labels = csv_paths, np.asarray([lookup[n] for n in names], np.int64)
+        splits = None
+    else:
+        dirs = _class_dirs(data_dir)
+        if not dirs:
+            raise DataError(f"{data_dir} holds neither train/, {labels_file or 'a labels file'} "
+                            f"nor class folders: see the README for the layouts.")
+        layout = "class folders, split"
+        classes, lookup = choose_classes(classes, aliases, folder_labels(data_dir))
+        paths, labels = list_split(data_dir.parent, data_dir.name, lookup)
+        splits = None
+
+    if splits is None:
+        train, validation = stratified_split(labels, validation_fraction, seed)
+        splits = {"train": ([paths[i] for i in train], labels[train]),
+                  "validation": ([paths[i] for i in validation], labels[validation])}
+    missing = [classes[c] for c in range(len(classes))
+               if not np.any(splits["train"][1] == c)]
+    if missing:
+        raise DataError(f"Class(es) {', '.join(missing)} have no training images in "
+                        f"{data_dir}: add images, remove them from CLASSES, or use "
+                        f"--classes=auto.")
+    return {"layout": layout, "classes": classes, "train": splits["train"],
+            "validation": splits["validation"], "excluded": excluded,
+            "unlabeled": unlabeled}
+
+
+def _decode_with_pillow(data, size, channels):
     """Decode what TensorFlow cannot (WebP, CMYK, 16-bit, EXIF-rotated...).
 
     Returns a uint8 array [height, width, channels].
@@ -135,6 +303,10 @@ def _decode_with_pillow(data, channels):
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as image:
+        if image.format == "JPEG":
+            # Let libjpeg decode a huge photo at a fraction of its size (never below
+            # what the resize needs), so it is never held at full size.
+            image.draft(image.mode, (size, size))
         image = ImageOps.exif_transpose(image)
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit grayscale: scale to 8 bits rather than clip.
@@ -173,7 +345,7 @@ def decode_image(path, size, channels):
             pixels = None
     if pixels is None:
         try:
-            pixels = _decode_with_pillow(data, channels)
+            pixels = _decode_with_pillow(data, size, channels)
         except Exception as error:  # Pillow raises many types for broken files
             raise DataError(f"{path} is not a readable image ({error}).") from None
     # Bilinear like the report's resize_images; antialias keeps large images from
@@ -300,21 +472,6 @@ def label_from_filename(path, lookup):
     stem = Path(path).stem
     key = normalise_label(re.split(r"[^A-Za-z]", stem)[0] if stem else "")
     return lookup.get(key, lookup.get(normalise_label(stem)))
-
-
-def load_split(data_dir, split, lookup, size, channels):
-    """List, decode and resize one split of a class-folder data set.
-
-    Returns (images, labels, skipped): uint8 [N, size, size, channels], int64 [N],
-    and (path, reason) for each file that could not be read.
-    Raises DataError when the split has no readable image.
-    """
-    paths, labels = list_split(data_dir, split, lookup)
-    images, kept, skipped = load_images(paths, size, channels)
-    if len(kept) == 0:
-        raise DataError(f"None of the {len(paths)} files under {Path(data_dir) / split} "
-                        f"is a readable image.")
-    return images, labels[kept], skipped
 
 
 def list_images(sources):

@@ -9,6 +9,7 @@ report (see the README); each is tagged with the table it comes from.
 # ---------------------------------------------------------------- classes
 # The 8 expressions in the report's order C1..C8. A class folder or label may use
 # the English name or the report's Portuguese one (ALIASES), in any letter case.
+# ["auto"] (--classes=auto) takes the classes found in the data, sorted by name.
 CLASSES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
 ALIASES = {
     "anger": ["raiva", "angry"],
@@ -29,6 +30,15 @@ DATA_DIR = "data/synthetic"
 TEST_DIR = "test_images"
 # Every training run writes a new folder here; nothing in it is ever overwritten.
 RUNS_DIR = "runs"
+
+# Layouts (see the README): train/ + validation/ class folders; or a labels file
+# (CSV) in DATA_DIR; or one <class>/ folder tree. The last two are split below.
+LABELS_FILE = "legend.csv"   # CSV in DATA_DIR with an image and a label column
+IMAGE_COLUMN = "image"       # its column of image paths (relative to the CSV or IMAGES_DIR)
+LABEL_COLUMN = "emotion"     # its column of labels
+IMAGES_DIR = "images"        # folder beside the CSV holding the images ("" = the CSV's own)
+VALIDATION_FRACTION = 0.2    # share of each class held out when the data has no validation/
+STRICT = False               # True: an unreadable, conflicting or unlabelled file is an error
 
 # ---------------------------------------------------------------- stand-in
 # Training counts of the stand-in: exactly the report's Table 1 "A" row (4521).

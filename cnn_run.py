@@ -16,10 +16,11 @@ table3.md/.csv. With --compare=True the two models live in no_dropout/ and
 dropout/, and overlay.png compares their validation curves.
 
 Offers (for tests and notebooks), in call order:
-  start_run(params)           -> (params, run folder), new or resumed
   prepare_data(params)        -> dict of uint8 arrays, class counts and weights
   print_class_table(...)      -> prints the data's Table 1 and Equation 1 weights
   load_test_set(...)          -> labelled test images, or None
+  resume_params(params)       -> (saved params, run folder) of --resume
+  write_data_records(...)     -> run_info.json, skipped.txt, unlabeled.txt
   train_variant(params, ...)  -> metrics of one trained model
   run(params)                 -> Path of the run folder written
   main(argv)
@@ -42,42 +43,67 @@ import cnn_runs  # noqa: E402
 
 
 def prepare_data(params):
-    """Load training and validation images, balance the training set, weigh classes.
+    """Find, load and balance the data; weigh the classes.
 
-    Returns a dict: train_images/val_images (uint8 [N, size, size, channels]),
+    Returns a dict: classes (the effective list: "auto" resolved),
+    train_images/val_images (uint8 [N, size, size, channels]),
     train_labels/val_labels (int64 [N]), counts_before/counts_after (per class),
-    weights ({class: weight} or None), skipped ([(path, reason)]), standin (bool).
+    weights ({class: weight} or None), skipped ([(path, reason)]: unreadable or
+    excluded files), unlabeled ([Path]), layout (str) and standin (bool).
+    Raises DataError for data that cannot be trained on, and with STRICT for any
+    file that would be skipped.
     """
     data_dir = params["data_dir"]
     if data_dir == cnn_params.DATA_DIR:  # only the default folder may be generated
-        cnn_data.ensure_standin(data_dir, params["classes"],
+        cnn_data.ensure_standin(data_dir, cnn_params.CLASSES,
                                 params["standin_train_counts"],
                                 params["standin_validation_total"], params["seed"])
-    elif not os.path.isdir(data_dir):
-        raise cnn_data.DataError(f"Failed to find the data folder {data_dir}: check "
-                                 f"--data_dir (it must hold train/ and validation/).")
     standin = cnn_data.is_standin(data_dir)
     if standin:
         print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
               f"not QIDER). Point --data_dir at QIDER to use the real data.")
-    lookup = cnn_data.class_lookup(params["classes"], params["aliases"])
-    num_classes = len(params["classes"])
+    found = cnn_data.find_dataset(
+        data_dir, params["classes"], params["aliases"], params["labels_file"],
+        params["image_column"], params["label_column"], params["images_dir"],
+        params["validation_fraction"], params["seed"])
+    classes = found["classes"]
+    num_classes = len(classes)
     size, channels = params["image_size"], params["channels"]
+    print(f"Data: {data_dir} ({found['layout']}), {num_classes} classes, "
+          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
+          f"validation images listed.")
 
-    train_images, train_labels, skipped = cnn_data.load_split(
-        data_dir, "train", lookup, size, channels)
-    val_images, val_labels, val_skipped = cnn_data.load_split(
-        data_dir, "validation", lookup, size, channels)
+    skipped = list(found["excluded"])
+    loaded = {}
+    for split in ("train", "validation"):
+        paths, labels = found[split]
+        images, kept, unreadable = cnn_data.load_images(paths, size, channels)
+        skipped += unreadable
+        loaded[split] = (images, labels[kept])
+    if params["strict"] and (skipped or found["unlabeled"]):
+        first = skipped[0][1] if skipped else f"{found['unlabeled'][0]} has no label"
+        raise cnn_data.DataError(f"--strict=True: {len(skipped)} file(s) skipped or excluded "
+                                 f"and {len(found['unlabeled'])} unlabeled, the first: {first}")
+    train_images, train_labels = loaded["train"]
+    val_images, val_labels = loaded["validation"]
+    if len(val_labels) == 0:
+        raise cnn_data.DataError(f"{data_dir} leaves no validation images: add some, or "
+                                 f"raise --validation_fraction.")
     before = cnn_data.class_counts(train_labels, num_classes)
+    if not before.all():
+        empty = ", ".join(classes[c] for c in np.flatnonzero(before == 0))
+        raise cnn_data.DataError(f"No readable training image is left for {empty} in "
+                                 f"{data_dir}: see the skipped files above.")
     if params["augment"]:
         train_images, train_labels = cnn_data.augment_dataset(
             train_images, train_labels, num_classes, params["noise_sigma"], params["seed"])
     after = cnn_data.class_counts(train_labels, num_classes)
     weights = cnn_data.class_weights(after) if params["class_weights"] else None
-    return {"train_images": train_images, "train_labels": train_labels,
+    return {"classes": classes, "train_images": train_images, "train_labels": train_labels,
             "val_images": val_images, "val_labels": val_labels,
             "counts_before": before, "counts_after": after, "weights": weights,
-            "skipped": skipped + val_skipped, "standin": standin}
+            "skipped": skipped, "unlabeled": found["unlabeled"],
+            "layout": found["layout"], "standin": standin}
 
 
 def print_class_table(classes, before, after, weights):
@@ -189,19 +215,38 @@ def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
     return metrics
 
 
-def start_run(params):
-    """Return (params, run_dir): a new run folder, or the one --resume names."""
-    if params["resume"]:
-        run_dir = cnn_runs.find_run(params["resume"], params["runs_dir"])
-        saved = cnn_runs.read_json(run_dir / "params.json")
-        print(f"Resuming {run_dir} from its last finished epoch.")
-        # The run goes on as it started; only where runs live may differ.
-        return {**params, **saved, "resume": str(run_dir),
-                "runs_dir": params["runs_dir"]}, run_dir
-    tag = "compare" if params["compare"] else VARIANTS[params["dropout"]]
-    run_dir = cnn_runs.new_run_dir(params["runs_dir"], tag)
-    cnn_runs.write_json(run_dir / "params.json", params)
-    return params, run_dir
+def resume_params(params):
+    """Return (params, run_dir) of the run --resume names: it goes on as it started."""
+    run_dir = cnn_runs.find_run(params["resume"], params["runs_dir"])
+    saved = cnn_runs.read_json(run_dir / "params.json")
+    print(f"Resuming {run_dir} from its last finished epoch.")
+    # Only where runs live may differ from the saved parameters.
+    return {**params, **saved, "resume": str(run_dir), "runs_dir": params["runs_dir"]}, run_dir
+
+
+def write_data_records(run_dir, params, data):
+    """Write run_info.json (seed, libraries, data summary), skipped.txt and unlabeled.txt."""
+    classes = data["classes"]
+    cnn_runs.write_json(run_dir / "run_info.json", {
+        "seed": params["seed"], "libraries": cnn_runs.library_versions(),
+        "data": {"data_dir": params["data_dir"], "layout": data["layout"],
+                 "standin": data["standin"], "classes": classes,
+                 "train_before": data["counts_before"].tolist(),
+                 "train_after": data["counts_after"].tolist(),
+                 "validation": cnn_data.class_counts(data["val_labels"], len(classes)).tolist(),
+                 "class_weights": data["weights"], "skipped": len(data["skipped"]),
+                 "unlabeled": len(data["unlabeled"])}})
+    if data["skipped"]:
+        (run_dir / "skipped.txt").write_text(
+            "".join(f"{path}\t{reason}\n" for path, reason in data["skipped"]))
+        print(f"Skipped or excluded {len(data['skipped'])} file(s), listed with the reason "
+              f"in {run_dir / 'skipped.txt'}:")
+        for path, reason in data["skipped"][:10]:
+            print(f"  {path}: {reason}")
+    if data["unlabeled"]:
+        (run_dir / "unlabeled.txt").write_text("".join(f"{p}\n" for p in data["unlabeled"]))
+        print(f"{len(data['unlabeled'])} image(s) have no label and were not used (score them "
+              f"with cnn_eval.py); listed in {run_dir / 'unlabeled.txt'}.")
 
 
 def run(params, extra_callbacks=()):
@@ -213,26 +258,20 @@ def run(params, extra_callbacks=()):
     """
     import tensorflow as tf
 
-    params, run_dir = start_run(params)
+    params, run_dir = resume_params(params) if params["resume"] else (params, None)
     if params["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(params)
-    classes = params["classes"]
+    params = {**params, "classes": data["classes"]}  # "auto" resolved
+    classes = data["classes"]
     print_class_table(classes, data["counts_before"], data["counts_after"], data["weights"])
     data["test"] = load_test_set(params["test_dir"], cnn_data.class_lookup(
         classes, params["aliases"]), params["image_size"], params["channels"])
-    cnn_runs.write_json(run_dir / "run_info.json", {
-        "seed": params["seed"], "libraries": cnn_runs.library_versions(),
-        "data": {"data_dir": params["data_dir"], "standin": data["standin"],
-                 "classes": classes,
-                 "train_before": data["counts_before"].tolist(),
-                 "train_after": data["counts_after"].tolist(),
-                 "validation": cnn_data.class_counts(data["val_labels"], len(classes)).tolist(),
-                 "class_weights": data["weights"], "skipped": len(data["skipped"])}})
-    if data["skipped"]:
-        (run_dir / "skipped.txt").write_text(
-            "".join(f"{path}\t{reason}\n" for path, reason in data["skipped"]))
-        print(f"Skipped {len(data['skipped'])} unreadable file(s); see {run_dir / 'skipped.txt'}.")
+    if run_dir is None:  # the folder is made only once the data is known to be good
+        tag = "compare" if params["compare"] else VARIANTS[params["dropout"]]
+        run_dir = cnn_runs.new_run_dir(params["runs_dir"], tag)
+        cnn_runs.write_json(run_dir / "params.json", params)
+    write_data_records(run_dir, params, data)
     print(f"Run folder: {run_dir}")
 
     variants = [False, True] if params["compare"] else [params["dropout"]]

@@ -127,14 +127,16 @@ def test_decoded_pixels_match_the_file(tmp_path):
 
 # ---------------------------------------------------------------- class folders
 
-def test_load_split_reads_mixed_folders(tmp_path):
+def test_class_folders_with_mixed_images_load(tmp_path):
     root = make_class_folders(tmp_path / "data", per_class=4)
-    images, labels, skipped = cnn_data.load_split(root, "train", LOOKUP, 96, 1)
+    found = cnn_data.find_dataset(root, cnn_params.CLASSES, cnn_params.ALIASES)
+    assert found["classes"] == cnn_params.CLASSES
+    paths, labels = found["train"]
+    images, kept, skipped = cnn_data.load_images(paths, 96, 1)
     assert images.shape == (32, 96, 96, 1) and images.dtype == np.uint8
-    assert cnn_data.class_counts(labels, 8).tolist() == [4] * 8
+    assert cnn_data.class_counts(labels[kept], 8).tolist() == [4] * 8
     assert skipped == []
-    val_images, val_labels, _ = cnn_data.load_split(root, "validation", LOOKUP, 96, 1)
-    assert val_images.shape == (16, 96, 96, 1)
+    assert len(found["validation"][0]) == 16
 
 
 def test_folders_may_use_portuguese_names_in_any_case(tmp_path):

@@ -105,7 +105,7 @@ def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     tiny_params.update(data_dir=cnn_params.DATA_DIR,
                        standin_train_counts=[3, 2, 2, 2, 4, 1, 2, 2],
-                       standin_validation_total=8)
+                       standin_validation_total=18)
     data = cnn_run.prepare_data(tiny_params)
     out = capsys.readouterr().out
     assert "synthetic stand-in for QIDER" in out
@@ -113,7 +113,7 @@ def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkey
     assert data["standin"]
     assert data["counts_before"].tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
     assert data["counts_after"].tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
-    assert len(data["val_labels"]) == 8
+    assert len(data["val_labels"]) == 18
 
 
 def test_committed_test_images_are_eight_rgb_jpegs_named_after_classes():
