@@ -16,8 +16,9 @@ Offers, in the order a run calls them:
   class_counts(labels, num_classes)   -> images per class
   class_weights(counts)               -> {class index: weight} (Equation 1)
   make_dataset(images, labels, ...)   -> tf.data.Dataset of (uint8 images, one-hot labels)
-  list_images(sources)                -> image files of the given files and folders
+  list_images(sources)                -> image files of the given files, folders, .txt lists
   label_from_filename(path, lookup)   -> class index named by a file, or None
+  main()                              -> `python cnn_data.py`: the data report
   DataError                           raised with one sentence naming the file or folder
 
 Pixels stay uint8 until the model: its first layer rescales them to [0, 1], so the
@@ -32,7 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: less chatter
+import tensorflow as tf  # noqa: E402
 
 
 class DataError(ValueError):
@@ -475,8 +478,10 @@ def label_from_filename(path, lookup):
 
 
 def list_images(sources):
-    """Expand files and folders (not recursive) into a sorted list of image candidates.
+    """Expand files, folders (not recursive) and .txt lists of paths into image files.
 
+    A .txt source holds one image path a line (as a run's unlabeled.txt does).
+    Returns a list of Paths in the order given, each folder sorted.
     Raises DataError for a path that does not exist or a folder with no files.
     """
     paths = []
@@ -487,8 +492,57 @@ def list_images(sources):
             if not found:
                 raise DataError(f"No images found in the folder {source}.")
             paths.extend(found)
+        elif source.is_file() and source.suffix.lower() == ".txt":
+            lines = [line.strip() for line in source.read_text().splitlines()]
+            paths.extend(list_images([line for line in lines if line]))
         elif source.is_file():
             paths.append(source)
         else:
-            raise DataError(f"Failed to find {source}: give an image file or a folder of images.")
+            raise DataError(f"Failed to find {source}: give an image file, a folder of "
+                            f"images or a .txt list of image paths.")
     return paths
+
+
+def main(argv=None):
+    """`python cnn_data.py [--name=value ...]`: the data report, without training.
+
+    Prints the class counts before and after augmentation (the data's own Table 1)
+    and the Equation 1 weights, and saves a grid of preprocessed examples per
+    class, with one augmented example each, as RUNS_DIR/data_report-<time>.png.
+    """
+    import sys
+    from datetime import datetime
+
+    import cnn_config
+    import cnn_params
+    import cnn_plots
+    import cnn_run
+    import cnn_runs
+
+    try:
+        params, extra = cnn_config.parse_args(sys.argv[1:] if argv is None else argv,
+                                              cnn_config.defaults(cnn_params))
+        if extra:
+            raise cnn_config.ConfigError(f"Unexpected argument {extra[0]!r}: "
+                                         f"parameters are written --name=value.")
+        data = cnn_run.prepare_data(params)
+    except (cnn_config.ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    cnn_run.print_class_table(data["classes"], data["counts_before"],
+                              data["counts_after"], data["weights"])
+    images, labels = data["train_images"], data["train_labels"]
+    # Augmented copies follow the originals of each class: the last one is one.
+    augmented = {c: images[np.flatnonzero(labels == c)[-1]]
+                 for c in range(len(data["classes"]))
+                 if data["counts_after"][c] > data["counts_before"][c]}
+    Path(params["runs_dir"]).mkdir(parents=True, exist_ok=True)
+    path = cnn_runs.unique_path(Path(params["runs_dir"]) /
+                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
+    cnn_plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
+    print(f"Examples per class: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

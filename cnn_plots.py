@@ -6,6 +6,7 @@ Offers:
   plot_overlay(histories, path)          -> validation curves of several variants
   plot_confusion(matrix, classes, path)  -> confusion matrix, counts and row percentages
   plot_predictions(images, results, classes, path) -> each image with its class bars
+  plot_examples(images, labels, classes, path)     -> a grid of examples per class
 """
 
 import matplotlib
@@ -125,6 +126,38 @@ def plot_predictions(images, results, classes, path):
         bar_axis.invert_yaxis()
         bar_axis.set_xlim(0, 1)
         bar_axis.tick_params(axis="x", labelsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_examples(images, labels, classes, path, per_class=6, augmented=None):
+    """Save a grid: a row per class of `per_class` preprocessed images.
+
+    `augmented` is an optional {class index: uint8 image} shown in an extra last
+    column, so a person sees what mirroring and noise did. Returns `path`.
+    """
+    columns = per_class + (1 if augmented else 0)
+    figure, axes = plt.subplots(len(classes), columns, squeeze=False,
+                                figsize=(1.3 * columns + 1.2, 1.3 * len(classes)))
+    for c, name in enumerate(classes):
+        members = images[np.asarray(labels) == c][:per_class]
+        cells = list(members) + [None] * (per_class - len(members))
+        if augmented:
+            cells.append(augmented.get(c))
+        for j, pixels in enumerate(cells):
+            axis = axes[c, j]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if pixels is not None:
+                axis.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+                            cmap="gray", vmin=0, vmax=255)
+            else:
+                axis.axis("off")
+        axes[c, 0].set_ylabel(name, rotation=0, ha="right", va="center")
+    if augmented:
+        axes[0, -1].set_title("augmented", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

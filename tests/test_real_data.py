@@ -207,3 +207,24 @@ def test_shared_set_file_whose_extension_lies_is_decoded_by_content():
     assert liars, "the shared set should hold a file whose extension lies"
     images, kept, skipped = cnn_data.load_images(liars, 96, 1)
     assert len(kept) == len(liars) and not skipped
+
+
+def test_data_report_prints_table1_and_saves_a_grid(tiny_data, tmp_path, capsys):
+    code = cnn_data.main([f"--data_dir={tiny_data}", f"--runs_dir={tmp_path / 'runs'}",
+                          "--image_size=32"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "before" in out and "weight" in out and "anger" in out
+    grids = list((tmp_path / "runs").glob("data_report-*.png"))
+    assert len(grids) == 1 and grids[0].stat().st_size > 10_000
+
+
+def test_list_images_reads_folders_files_and_txt_lists(tmp_path):
+    a = write_image(tmp_path / "a.jpg", (20, 20))
+    folder = tmp_path / "more"
+    b = write_image(folder / "b.png", (20, 20), fmt="PNG")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{a}\n\n{b}\n")
+    assert cnn_data.list_images([listing, folder, a]) == [a, b, b, a]
+    with pytest.raises(cnn_data.DataError, match="Failed to find .*nothing.jpg"):
+        cnn_data.list_images([tmp_path / "nothing.jpg"])
