@@ -394,8 +394,12 @@ def decode_image(path, size, channels):
             return _tf_decoder(size, channels)(tf.constant(data)).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
             pass  # e.g. a damaged file: let Pillow try, and name the error if it fails too
+    from PIL import UnidentifiedImageError
+
     try:
         pixels = _decode_with_pillow(data, size, channels)
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not a readable image (no known image format).") from None
     except Exception as error:  # Pillow raises many types for broken files
         raise DataError(f"{path} is not a readable image ({error}).") from None
     return _resize(pixels, size).numpy()

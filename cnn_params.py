@@ -30,6 +30,9 @@ DATA_DIR = "data/synthetic"
 TEST_DIR = "test_images"
 # Every training run writes a new folder here; nothing in it is ever overwritten.
 RUNS_DIR = "runs"
+# Decoded, resized images are cached here so a second run starts in seconds;
+# "" turns the cache off. Safe to delete at any time.
+CACHE_DIR = ".cache"
 
 # Layouts (see the README): train/ + validation/ class folders; or a labels file
 # (CSV) in DATA_DIR; or one <class>/ folder tree. The last two are split below.

@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import numpy as np  # noqa: E402
 
+import cnn_cache  # noqa: E402
 import cnn_config  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
@@ -77,7 +78,11 @@ def prepare_data(params):
     loaded = {}
     for split in ("train", "validation"):
         paths, labels = found[split]
-        images, kept, unreadable = cnn_data.load_images(paths, size, channels)
+        if params["cache_dir"]:
+            images, kept, unreadable = cnn_cache.load_cached(
+                paths, size, channels, params["cache_dir"], cnn_data.load_images)
+        else:
+            images, kept, unreadable = cnn_data.load_images(paths, size, channels)
         skipped += unreadable
         loaded[split] = (images, labels[kept])
     if params["strict"] and (skipped or found["unlabeled"]):

@@ -60,6 +60,7 @@ def tiny_params(tiny_data, tmp_path):
 
     params = cnn_config.defaults(cnn_params)
     params.update(data_dir=str(tiny_data), runs_dir=str(tmp_path / "runs"),
+                  cache_dir=str(tmp_path / "cache"),
                   test_dir=str(ROOT / "test_images"), epochs=1, verbose=0,
                   image_size=32)
     return params

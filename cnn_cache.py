@@ -1,0 +1,96 @@
+"""Disk cache of decoded, resized images, so a second run starts training in seconds.
+
+Offers:
+  cache_key(paths, size, channels) -> hex key of the files (paths, sizes, modification
+                                      times) and of the preprocessing that made them
+  load_cached(paths, size, channels, cache_dir, loader)
+                                   -> (images, kept, skipped) as cnn_data.load_images
+                                      returns them, from the cache when it is valid
+
+A cache file is trusted only when its stored key and checksum match: a changed
+file, size, channel count, library version or a damaged cache file makes it
+rebuild. The cache lives in its own folder (CACHE_DIR, git-ignored) and holds
+only what the suite computed; deleting it is always safe.
+"""
+
+import hashlib
+import os
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+# Bump when the preprocessing code changes what a file decodes to.
+CACHE_VERSION = 1
+
+
+def cache_key(paths, size, channels):
+    """Return a hex key of the files' paths, sizes and mtimes and the preprocessing."""
+    import PIL
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    digest.update(f"v{CACHE_VERSION}|{size}|{channels}|tf{tf.__version__}|"
+                  f"pil{PIL.__version__}\n".encode())
+    for path in paths:
+        try:
+            info = os.stat(path)
+            digest.update(f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{os.path.abspath(path)}|missing\n".encode())
+    return digest.hexdigest()
+
+
+def _checksum(images):
+    return np.uint32(zlib.crc32(np.ascontiguousarray(images).data))
+
+
+def _read(path, key):
+    """Return (images, kept, skipped) from the cache file `path`, or None if unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                return None
+            images, kept = stored["images"], stored["kept"]
+            if len(images) != len(kept) or _checksum(images) != stored["checksum"]:
+                raise ValueError("checksum or length mismatch")
+            skipped = list(zip(stored["skipped_paths"].tolist(),
+                               stored["skipped_reasons"].tolist()))
+            return images, kept, skipped
+    except Exception as error:  # a damaged file can fail in many ways; never trust it
+        warnings.warn(f"The image cache {path} is unusable ({error}); rebuilding it.",
+                      stacklevel=3)
+        return None
+
+
+def _write(path, key, images, kept, skipped):
+    """Write the cache file atomically: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+    np.savez(partial, key=np.asarray(key), images=images, kept=kept,
+             checksum=_checksum(images),
+             skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
+             skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
+    os.replace(partial, path)
+
+
+def load_cached(paths, size, channels, cache_dir, loader):
+    """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
+
+    The result is (images, kept, skipped) as cnn_data.load_images returns it.
+    The files' skipped reasons are stored too, so a cached run reports the same
+    skipped files.
+    """
+    key = cache_key(paths, size, channels)
+    path = Path(cache_dir) / f"images-{key[:32]}.npz"
+    if path.is_file():
+        cached = _read(path, key)
+        if cached is not None:
+            return cached
+    images, kept, skipped = loader(paths, size, channels)
+    try:
+        _write(path, key, images, kept, skipped)
+    except OSError as error:  # a read-only disk must not stop training
+        warnings.warn(f"Could not write the image cache {path} ({error}).", stacklevel=2)
+    return images, kept, skipped
