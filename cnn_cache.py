@@ -79,7 +79,7 @@ def load_cached(paths, size, channels, cache_dir, loader):
     """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
 
     The result is (images, kept, skipped) as cnn_data.load_images returns it.
-    The files' skipped reasons are stored too, so a cached run reports the same
+    The files' skipped reasons are stored too, so a cached run warns of the same
     skipped files.
     """
     key = cache_key(paths, size, channels)
@@ -87,6 +87,8 @@ def load_cached(paths, size, channels, cache_dir, loader):
     if path.is_file():
         cached = _read(path, key)
         if cached is not None:
+            for _, reason in cached[2]:  # the same warnings as a fresh load
+                warnings.warn(f"Skipped {reason}", stacklevel=2)
             return cached
     images, kept, skipped = loader(paths, size, channels)
     try:

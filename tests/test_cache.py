@@ -35,7 +35,7 @@ def load(files, tmp_path, loader, size=24):
 def test_a_second_load_comes_from_the_cache(files, tmp_path):
     loader, calls = counting_loader()
     first = load(files, tmp_path, loader)
-    second = cnn_cache.load_cached(files, 24, 1, tmp_path / "cache", loader)
+    second = load(files, tmp_path, loader)
     assert calls == [6]  # decoded once
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
     assert second[2] == first[2] and "bad.jpg" in second[2][0][0]
@@ -61,7 +61,7 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(files, tmp_path):
     cache_file = next((tmp_path / "cache").glob("*.npz"))
     cache_file.write_bytes(cache_file.read_bytes()[:1000])  # truncated
     with pytest.warns(UserWarning, match="unusable"):
-        again = cnn_cache.load_cached(files, 24, 1, tmp_path / "cache", loader)
+        again = load(files, tmp_path, loader)
     assert calls == [6, 6] and np.array_equal(again[0], good[0])
 
 
@@ -74,5 +74,5 @@ def test_flipped_pixels_fail_the_checksum(files, tmp_path):
     stored["images"][0, 0, 0, 0] ^= 0xFF
     np.savez(cache_file, **stored)
     with pytest.warns(UserWarning, match="unusable"):
-        cnn_cache.load_cached(files, 24, 1, tmp_path / "cache", loader)
+        load(files, tmp_path, loader)
     assert calls == [6, 6]
