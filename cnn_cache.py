@@ -49,7 +49,7 @@ def _checksum(images):
 def _read(path, key):
     """Return (images, kept, skipped) from the cache file `path`, or None if unusable."""
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
             if str(stored["key"]) != key:
                 return None
             images, kept = stored["images"], stored["kept"]

@@ -27,9 +27,15 @@ def counting_loader():
     return loader, calls
 
 
-def load(files, tmp_path, loader, size=24):
-    with pytest.warns(UserWarning):  # bad.jpg is skipped (and named) on a miss
-        return cnn_cache.load_cached(files, size, 1, tmp_path / "cache", loader)
+def load(files, tmp_path, loader, size=24, expect=None):
+    """Load through the cache; return its result. bad.jpg always warns of its skip."""
+    with pytest.warns(UserWarning) as record:
+        result = cnn_cache.load_cached(files, size, 1, tmp_path / "cache", loader)
+    messages = [str(w.message) for w in record]
+    assert any("bad.jpg" in m for m in messages)
+    if expect:
+        assert any(expect in m for m in messages), messages
+    return result
 
 
 def test_a_second_load_comes_from_the_cache(files, tmp_path):
@@ -60,8 +66,7 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(files, tmp_path):
     good = load(files, tmp_path, loader)
     cache_file = next((tmp_path / "cache").glob("*.npz"))
     cache_file.write_bytes(cache_file.read_bytes()[:1000])  # truncated
-    with pytest.warns(UserWarning, match="unusable"):
-        again = load(files, tmp_path, loader)
+    again = load(files, tmp_path, loader, expect="unusable")
     assert calls == [6, 6] and np.array_equal(again[0], good[0])
 
 
@@ -73,6 +78,5 @@ def test_flipped_pixels_fail_the_checksum(files, tmp_path):
     stored["images"] = stored["images"].copy()
     stored["images"][0, 0, 0, 0] ^= 0xFF
     np.savez(cache_file, **stored)
-    with pytest.warns(UserWarning, match="unusable"):
-        load(files, tmp_path, loader)
+    load(files, tmp_path, loader, expect="unusable")
     assert calls == [6, 6]
