@@ -1,0 +1,649 @@
+"""Synthetic stand-in for the QIDER facial-expression data set.
+
+The real QIDER images are not public, so this module draws cartoon faces of
+the 8 expressions procedurally and writes them in the same folder layout the
+report's training code expects.  What it offers, in call order:
+
+- validation_counts(train_counts, total) -> list[int]
+    Largest-remainder proportional split of `total` over the classes.
+- draw_face(expression, rng, *, size=None, mode=None, intensity=None) -> PIL.Image.Image
+    One face of class index `expression` (0..7), drawn from a numpy Generator.
+- generate_standin(folder, class_names, train_counts, validation_total, seed, workers=2) -> dict
+    Writes <folder>/{train,validation}/<class>/<class>_00001.jpg ... atomically
+    (into a sibling temporary folder that is renamed when complete).
+- write_test_images(folder, class_names, seed) -> list[Path]
+    Writes one 128 px RGB JPEG per class, <folder>/<class>.jpg.
+- main()
+    `python cnn_synth.py OUT_DIR` generates a stand-in there;
+    `python cnn_synth.py --test_images` writes test_images/ next to this file.
+
+Library functions print nothing; every setting is passed in as an argument.
+Each image's random stream is derived from (seed, split, class, index), so the
+output is byte-identical for a given seed however the work is split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+# Defaults used only by main(); cnn_params.py passes its own values.
+DEFAULT_CLASS_NAMES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
+DEFAULT_TRAIN_COUNTS = [501, 377, 336, 746, 1618, 115, 424, 404]  # report Table 1 "A" row, 4521 images
+DEFAULT_VALIDATION_TOTAL = 1346
+DEFAULT_SEED = 1234
+
+# Random-stream ids that keep the train, validation and test-image faces apart.
+SPLIT_STREAMS = {"train": 0, "validation": 1}
+TEST_IMAGE_STREAM = 2
+
+
+# ---------------------------------------------------------------------------
+# Counts
+# ---------------------------------------------------------------------------
+
+def validation_counts(train_counts, total):
+    """Return `total` split over the classes in proportion to `train_counts`.
+
+    Largest-remainder rounding: every class gets the floor of its exact share
+    and the leftover units go to the largest fractional parts, so the result
+    sums to exactly `total` and each entry is within 1 of its exact share.
+    """
+    train_total = sum(train_counts)
+    if train_total <= 0 or total < 0:
+        raise ValueError("validation_counts needs positive training counts and a non-negative total.")
+    exact = [total * count / train_total for count in train_counts]
+    counts = [int(share) for share in exact]
+    leftover = total - sum(counts)
+    by_remainder = sorted(range(len(exact)), key=lambda c: (-(exact[c] - counts[c]), c))
+    for c in by_remainder[:leftover]:
+        counts[c] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Expressions: parameters of the face that carry the class
+# ---------------------------------------------------------------------------
+
+def neutral_features():
+    """Return the feature parameters of a relaxed, neutral face."""
+    return {
+        "brow_tilt": 0.0,     # + inner ends down (anger), - inner ends up (sad, fear)
+        "brow_raise": 0.0,    # + brows higher above the eyes
+        "brow_pinch": 0.0,    # + inner ends pulled toward the nose
+        "eye_open": 1.0,      # <1 narrowed, >1 wide open
+        "gaze_down": 0.0,     # + pupils lowered
+        "mouth_curve": 0.0,   # + smile (corners up), - frown
+        "mouth_open": 0.0,    # 0 closed, ~1 large open mouth
+        "mouth_width": 1.0,   # relative mouth width
+        "mouth_skew": 0.0,    # one corner lifted (disgust)
+        "mouth_wave": 0.0,    # wavy, uneasy lip line
+        "nose_wrinkle": 0.0,  # wrinkle lines on the nose bridge
+        "cheek_lines": 0.0,   # smile lines beside the mouth
+        "teeth": 0.0,         # >0.5 shows teeth when the mouth is open
+    }
+
+
+def expression_target(expression, rng):
+    """Return the feature parameters of class `expression` at full intensity.
+
+    Some classes have variants (open or closed smile, bared teeth), chosen
+    with `rng`, so one class is not one single drawing.
+    """
+    target = neutral_features()
+    if expression == 0:  # anger: brows down and together, narrow eyes, tight frown
+        target.update(brow_tilt=1.0, brow_raise=-0.6, brow_pinch=0.6, eye_open=0.6,
+                      mouth_curve=-0.35, mouth_width=0.85)
+        if rng.random() < 0.3:  # bared teeth
+            target.update(mouth_open=0.3, teeth=1.0, mouth_width=1.0)
+    elif expression == 1:  # disgust: one-sided raised lip, wrinkled nose, narrow eyes
+        target.update(brow_tilt=0.4, brow_raise=-0.4, brow_pinch=0.3, eye_open=0.65,
+                      mouth_curve=-0.3, mouth_skew=1.0, mouth_wave=0.8, nose_wrinkle=1.0)
+        if rng.random() < 0.35:
+            target.update(mouth_open=0.2, teeth=1.0)
+    elif expression == 2:  # fear: raised, pinched brows, wide eyes, stretched open mouth
+        target.update(brow_tilt=-0.8, brow_raise=0.7, brow_pinch=0.6, eye_open=1.6,
+                      mouth_curve=-0.45, mouth_open=0.55, mouth_width=1.3)
+        if rng.random() < 0.4:
+            target.update(teeth=1.0)
+    elif expression == 3:  # happy: smile, squinted eyes, smile lines
+        target.update(brow_raise=0.1, eye_open=0.75, mouth_curve=1.1, mouth_width=1.25,
+                      cheek_lines=1.0)
+        if rng.random() < 0.5:  # open smile with teeth
+            target.update(mouth_open=0.55, teeth=1.0)
+    elif expression == 4:  # negative: a milder mix of sad and anger
+        toward_anger = rng.random()
+        target.update(brow_tilt=0.6 * toward_anger - 0.6 * (1 - toward_anger),
+                      brow_raise=-0.3 * toward_anger + 0.1 * (1 - toward_anger),
+                      brow_pinch=0.3, eye_open=0.85, gaze_down=0.4 * (1 - toward_anger),
+                      mouth_curve=-0.6, mouth_width=0.92, mouth_wave=0.25)
+    elif expression == 5:  # neutral
+        pass
+    elif expression == 6:  # sad: frown, inner brow ends up, downcast eyes
+        target.update(brow_tilt=-1.0, brow_raise=0.2, brow_pinch=0.3, eye_open=0.8,
+                      gaze_down=1.0, mouth_curve=-1.0, mouth_width=0.9)
+    elif expression == 7:  # surprise: high brows, wide eyes, round open mouth
+        target.update(brow_tilt=-0.1, brow_raise=1.1, eye_open=1.7, mouth_open=1.0,
+                      mouth_width=0.6)
+    else:
+        raise ValueError(f"expression must be a class index 0..7, got {expression!r}.")
+    return target
+
+
+def person_jitter_scales():
+    """Return the spread of each parameter between individuals' resting faces."""
+    return {
+        "brow_tilt": 0.18, "brow_raise": 0.18, "brow_pinch": 0.12, "eye_open": 0.12,
+        "gaze_down": 0.15, "mouth_curve": 0.16, "mouth_open": 0.04, "mouth_width": 0.08,
+        "mouth_skew": 0.1, "mouth_wave": 0.1, "nose_wrinkle": 0.08, "cheek_lines": 0.08,
+        "teeth": 0.0,
+    }
+
+
+def expression_features(expression, rng, intensity=None):
+    """Return the feature parameters of one face of class `expression`.
+
+    The face is the neutral face moved a random fraction (`intensity`) of the
+    way toward the class target, plus per-person jitter, so weak expressions
+    are genuinely close to neutral and to neighbouring classes.
+    """
+    target = expression_target(expression, rng)
+    if intensity is None:
+        intensity = rng.uniform(0.4, 1.0)
+        if expression == 4:  # the "negative" class is milder by definition
+            intensity *= 0.75
+    features = {}
+    for name, rest in neutral_features().items():
+        value = rest + intensity * (target[name] - rest)
+        features[name] = value + rng.normal(0.0, person_jitter_scales()[name])
+    features["eye_open"] = float(np.clip(features["eye_open"], 0.3, 2.0))
+    features["mouth_width"] = float(np.clip(features["mouth_width"], 0.45, 1.5))
+    for name in ("mouth_open", "nose_wrinkle", "cheek_lines", "gaze_down", "mouth_skew", "mouth_wave"):
+        features[name] = float(np.clip(features[name], 0.0, 1.3))
+    features["skew_side"] = 1.0 if rng.random() < 0.5 else -1.0
+    return features
+
+
+# ---------------------------------------------------------------------------
+# Appearance that does not carry the class
+# ---------------------------------------------------------------------------
+
+def random_image_size(rng):
+    """Return (width, height) in 48..256 px, square about half of the time."""
+    width = int(rng.integers(48, 257))
+    if rng.random() < 0.5:
+        return width, width
+    height = int(np.clip(round(width * rng.uniform(0.75, 1.33)), 48, 256))
+    return width, height
+
+
+def random_skin(rng):
+    """Return an RGB skin tone between dark brown and pale."""
+    light = rng.uniform(0.0, 1.0)
+    dark_tone, pale_tone = np.array([92, 58, 40]), np.array([250, 222, 198])
+    tone = dark_tone + light * (pale_tone - dark_tone) + rng.normal(0, 8, 3)
+    return tuple(int(v) for v in np.clip(tone, 0, 255))
+
+
+def random_look(rng):
+    """Return the person, framing and accessories of one face as a dict."""
+    hair_colours = [(25, 20, 18), (60, 40, 25), (110, 75, 40), (200, 165, 100), (150, 150, 150), (120, 40, 20)]
+    return {
+        "skin": random_skin(rng),
+        "hair_style": rng.choice(["none", "short", "long", "fringe"], p=[0.2, 0.45, 0.25, 0.1]),
+        "hair_colour": hair_colours[int(rng.integers(len(hair_colours)))],
+        "glasses": rng.random() < 0.12,
+        "face_aspect": rng.uniform(0.72, 0.92),   # half-width / half-height
+        "face_fill": rng.uniform(0.66, 0.88),      # face height / shorter image side
+        "offset": (rng.uniform(-0.06, 0.06), rng.uniform(-0.02, 0.06)),
+        "angle": float(np.clip(rng.normal(0.0, 6.0), -15.0, 15.0)),
+        "line_scale": rng.uniform(1.0, 1.4),
+        "shirt": tuple(int(v) for v in rng.integers(20, 235, 3)),
+        "gaze_side": rng.uniform(-0.5, 0.5),
+    }
+
+
+def shade(colour, factor, alpha=255):
+    """Return `colour` scaled by `factor` as an RGBA tuple."""
+    return tuple(min(255, max(0, int(c * factor))) for c in colour[:3]) + (alpha,)
+
+
+def blend(colour_a, colour_b, weight, alpha=255):
+    """Return the RGBA mix of two colours, `weight` of the way from a to b."""
+    weight = min(1.0, max(0.0, float(weight)))
+    return tuple(int(a + weight * (b - a)) for a, b in zip(colour_a[:3], colour_b[:3])) + (alpha,)
+
+
+def linear_ramp(width, height, direction):
+    """Return a (height, width) float32 array running from about -0.5 to 0.5 along `direction` (radians)."""
+    xs = (np.arange(width, dtype=np.float32) / width - 0.5) * np.cos(direction)
+    ys = (np.arange(height, dtype=np.float32) / height - 0.5) * np.sin(direction)
+    return ys[:, None] + xs[None, :]
+
+
+def draw_background(width, height, rng):
+    """Return an RGB background: flat colour, gradient or blotchy texture."""
+    kind = rng.choice(["flat", "gradient", "texture"], p=[0.35, 0.4, 0.25])
+    base = rng.integers(0, 256, 3).astype(np.float32)
+    if kind == "flat":
+        pixels = np.broadcast_to(base, (height, width, 3)).astype(np.float32)
+    elif kind == "gradient":
+        other = rng.integers(0, 256, 3).astype(np.float32)
+        direction = rng.uniform(0, 2 * np.pi)
+        ramp = linear_ramp(width, height, direction)
+        ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+        pixels = base + ramp[..., None] * (other - base)
+    else:
+        cells = int(rng.integers(3, 12))
+        blotches = rng.normal(0, rng.uniform(15, 60), (cells, cells, 3)) + base
+        blotch_image = Image.fromarray(np.clip(blotches, 0, 255).astype(np.uint8), "RGB")
+        pixels = np.asarray(blotch_image.resize((width, height), Image.Resampling.BICUBIC), np.float32)
+        grain = rng.standard_normal((height, width, 1), dtype=np.float32)
+        pixels = pixels + rng.uniform(2, 12) * grain
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+# ---------------------------------------------------------------------------
+# Drawing the face (all coordinates at working scale)
+# ---------------------------------------------------------------------------
+
+def face_geometry(canvas_w, canvas_h, look):
+    """Return centre and half-axes (cx, cy, half_width, half_height) on the working canvas."""
+    half_height = look["face_fill"] * min(canvas_w, canvas_h) / 2
+    half_width = half_height * look["face_aspect"]
+    cx = canvas_w / 2 + look["offset"][0] * canvas_w
+    cy = canvas_h / 2 + look["offset"][1] * canvas_h
+    return cx, cy, half_width, half_height
+
+
+def draw_head(draw, geometry, look):
+    """Draw neck, shoulders, hair at the back, ears and the face oval."""
+    cx, cy, a, b = geometry
+    skin = look["skin"]
+    hair = shade(look["hair_colour"], 1.0)
+    if look["hair_style"] == "long":
+        draw.rounded_rectangle((cx - 1.15 * a, cy - 1.1 * b, cx + 1.15 * a, cy + 0.9 * b),
+                               radius=a, fill=hair)
+    draw.ellipse((cx - 1.6 * a, cy + 0.85 * b, cx + 1.6 * a, cy + 0.85 * b + 2.2 * a), fill=shade(look["shirt"], 1.0))
+    draw.rectangle((cx - 0.38 * a, cy + 0.5 * b, cx + 0.38 * a, cy + 1.05 * b), fill=shade(skin, 0.85))
+    for side in (-1, 1):
+        ear_x = cx + side * 0.97 * a
+        draw.ellipse((ear_x - 0.14 * a, cy - 0.2 * b, ear_x + 0.14 * a, cy + 0.12 * b),
+                     fill=shade(skin, 0.92), outline=shade(skin, 0.7), width=max(1, int(0.025 * a)))
+    draw.ellipse((cx - a, cy - b, cx + a, cy + b), fill=shade(skin, 1.0),
+                 outline=shade(skin, 0.7), width=max(1, int(0.03 * a)))
+
+
+def draw_hair(draw, geometry, look):
+    """Draw the hair cap on top of the head (a lower cap for a fringe)."""
+    cx, cy, a, b = geometry
+    style = look["hair_style"]
+    if style == "none":
+        return
+    hairline_degrees = {"short": 36, "long": 30, "fringe": 16}[style]
+    bbox = (cx - 1.06 * a, cy - 1.1 * b, cx + 1.06 * a, cy + 1.02 * b)
+    draw.chord(bbox, 180 + hairline_degrees, 360 - hairline_degrees, fill=shade(look["hair_colour"], 1.0))
+
+
+def eye_centres(geometry):
+    """Return the (x, y) centres of the left and right eye."""
+    cx, cy, a, b = geometry
+    eye_y = cy - 0.1 * b
+    return [(cx - 0.36 * a, eye_y), (cx + 0.36 * a, eye_y)]
+
+
+def draw_eyes(draw, geometry, look, features):
+    """Draw eye whites, pupils and lids; openness and gaze follow the features."""
+    cx, cy, a, b = geometry
+    line = shade(look["skin"], 0.3)
+    line_width = max(1, int(0.035 * a * look["line_scale"]))
+    half_w, half_h = 0.17 * a, 0.11 * a * features["eye_open"]
+    pupil_r = min(0.07 * a, half_h * 0.95)
+    for ex, ey in eye_centres(geometry):
+        draw.ellipse((ex - half_w, ey - half_h, ex + half_w, ey + half_h), fill=(245, 245, 240, 255),
+                     outline=line, width=line_width)
+        px = ex + look["gaze_side"] * 0.05 * a
+        py = ey + float(np.clip(features["gaze_down"] * 0.05 * a, 0, max(half_h - pupil_r, 0)))
+        draw.ellipse((px - pupil_r, py - pupil_r, px + pupil_r, py + pupil_r), fill=(20, 15, 15, 255))
+        if features["eye_open"] < 0.85:  # heavy upper lid on narrowed eyes
+            draw.arc((ex - half_w, ey - half_h, ex + half_w, ey + half_h), 190, 350, fill=line,
+                     width=line_width * 2)
+
+
+def draw_brows(draw, geometry, look, features):
+    """Draw the eyebrows: height, tilt and pinch follow the features."""
+    cx, cy, a, b = geometry
+    colour = shade(look["hair_colour"], 0.8) if look["hair_style"] != "none" else shade(look["skin"], 0.35)
+    width = max(2, int(0.09 * a * look["line_scale"]))
+    eye_top = 0.1 * a * max(features["eye_open"], 1.0)
+    for side, (ex, ey) in zip((-1, 1), eye_centres(geometry)):
+        brow_y = ey - eye_top - 0.14 * a - features["brow_raise"] * 0.16 * a
+        inner_x = ex - side * (0.19 * a + features["brow_pinch"] * 0.05 * a)
+        inner_x = cx - side * max(abs(cx - inner_x), 0.06 * a)
+        outer_x = ex + side * 0.2 * a
+        tilt = features["brow_tilt"] * 0.14 * a
+        inner = (inner_x, brow_y + tilt)
+        outer = (outer_x, brow_y - tilt)
+        middle = ((inner[0] + outer[0]) / 2, (inner[1] + outer[1]) / 2 - 0.03 * a)
+        draw.line([inner, middle, outer], fill=colour, width=width, joint="curve")
+
+
+def draw_nose(draw, geometry, look, features):
+    """Draw the nose and, for disgust, wrinkle lines across the bridge."""
+    cx, cy, a, b = geometry
+    line = shade(look["skin"], 0.55)
+    width = max(1, int(0.03 * a * look["line_scale"]))
+    tip_y = cy + 0.24 * b
+    draw.arc((cx - 0.12 * a, tip_y - 0.1 * a, cx + 0.12 * a, tip_y + 0.06 * a), 20, 160, fill=line, width=width)
+    for side in (-1, 1):
+        nx = cx + side * 0.07 * a
+        draw.ellipse((nx - 0.025 * a, tip_y - 0.01 * a, nx + 0.025 * a, tip_y + 0.03 * a), fill=shade(look["skin"], 0.45))
+    wrinkle = features["nose_wrinkle"]
+    if wrinkle > 0.15:
+        colour = blend(look["skin"], shade(look["skin"], 0.4), wrinkle)
+        bridge_y = eye_centres(geometry)[0][1] + 0.06 * a
+        for k in range(1 + int(wrinkle * 2.5)):
+            y = bridge_y + k * 0.07 * a
+            draw.arc((cx - 0.1 * a, y, cx + 0.1 * a, y + 0.08 * a), 200, 340, fill=colour, width=width)
+
+
+def mouth_outline(geometry, features, points=21):
+    """Return (xs, upper_ys, lower_ys) of the lips: curve, skew, wave and opening."""
+    cx, cy, a, b = geometry
+    half_width = 0.36 * a * features["mouth_width"]
+    t = np.linspace(-1.0, 1.0, points)
+    centre_y = cy + 0.55 * b
+    base = centre_y - features["mouth_curve"] * 0.22 * a * (t ** 2 - 0.3)
+    base -= features["mouth_skew"] * 0.18 * a * np.clip(features["skew_side"] * t, 0, 1) ** 1.5
+    base += features["mouth_wave"] * 0.05 * a * np.sin(1.5 * np.pi * t)
+    bulge = np.sqrt(np.clip(1 - t ** 2, 0, 1))
+    upper = base - features["mouth_open"] * 0.12 * a * bulge
+    lower = base + features["mouth_open"] * 0.3 * a * bulge
+    return cx + half_width * t, upper, lower
+
+
+def draw_mouth(draw, geometry, look, features):
+    """Draw the mouth: a lip line when closed, a filled opening (maybe teeth) when open."""
+    cx, cy, a, b = geometry
+    lip = blend(look["skin"], (90, 20, 25), 0.75)
+    width = max(2, int(0.06 * a * look["line_scale"]))
+    xs, upper, lower = mouth_outline(geometry, features)
+    upper_line = list(zip(xs, upper))
+    if features["mouth_open"] < 0.1:
+        draw.line(upper_line, fill=lip, width=width, joint="curve")
+        return
+    lower_line = list(zip(xs, lower))
+    draw.polygon(upper_line + lower_line[::-1], fill=(40, 10, 15, 255))
+    if features["teeth"] > 0.5:
+        teeth_bottom = upper + 0.4 * (lower - upper)
+        draw.polygon(upper_line + list(zip(xs, teeth_bottom))[::-1], fill=(240, 238, 225, 255))
+    draw.line(upper_line, fill=lip, width=width, joint="curve")
+    draw.line(lower_line, fill=lip, width=width, joint="curve")
+
+
+def draw_cheek_lines(draw, geometry, look, features):
+    """Draw smile lines beside the mouth, darker for stronger smiles."""
+    strength = features["cheek_lines"]
+    if strength < 0.2:
+        return
+    cx, cy, a, b = geometry
+    colour = blend(look["skin"], shade(look["skin"], 0.45), strength)
+    width = max(1, int(0.03 * a * look["line_scale"]))
+    mouth_y = cy + 0.5 * b
+    reach = 0.36 * a * features["mouth_width"] + 0.12 * a
+    for side in (-1, 1):
+        x = cx + side * reach
+        start, end = (300, 60) if side > 0 else (120, 240)
+        draw.arc((x - 0.1 * a, mouth_y - 0.2 * a, x + 0.1 * a, mouth_y + 0.15 * a), start, end,
+                 fill=colour, width=width)
+
+
+def draw_glasses(draw, geometry, look):
+    """Draw round glasses over the eyes."""
+    cx, cy, a, b = geometry
+    frame = (30, 30, 35, 255)
+    width = max(1, int(0.035 * a))
+    radius = 0.24 * a
+    centres = eye_centres(geometry)
+    for ex, ey in centres:
+        draw.ellipse((ex - radius, ey - radius * 0.8, ex + radius, ey + radius * 0.8), outline=frame, width=width)
+    draw.line([(centres[0][0] + radius, centres[0][1]), (centres[1][0] - radius, centres[1][1])],
+              fill=frame, width=width)
+
+
+def draw_face_layer(width, height, look, features, work_scale=2):
+    """Return an RGBA image of the person on a transparent background, at output size.
+
+    Drawing happens at `work_scale` times the output size and is then
+    reduced, which antialiases the lines.
+    """
+    canvas = Image.new("RGBA", (width * work_scale, height * work_scale), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    geometry = face_geometry(canvas.width, canvas.height, look)
+    draw_head(draw, geometry, look)
+    draw_hair(draw, geometry, look)
+    draw_eyes(draw, geometry, look, features)
+    draw_nose(draw, geometry, look, features)
+    draw_cheek_lines(draw, geometry, look, features)
+    draw_mouth(draw, geometry, look, features)
+    draw_brows(draw, geometry, look, features)
+    if look["glasses"]:
+        draw_glasses(draw, geometry, look)
+    # Nearest-neighbour turning at 2x is cheap; the reduce below smooths it.
+    # Premultiplied alpha keeps the transparent surround from darkening the edges.
+    turned = canvas.convert("RGBa").rotate(look["angle"], resample=Image.Resampling.NEAREST,
+                                          center=geometry[:2])
+    return turned.reduce(work_scale).convert("RGBA")
+
+
+def apply_camera_effects(image, rng):
+    """Return `image` with uneven lighting, contrast change, blur and sensor noise."""
+    if rng.random() < 0.3:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.1)))
+    pixels = np.asarray(image, np.float32)
+    height, width = pixels.shape[:2]
+    lighting = 1.0 + rng.uniform(0.0, 0.6) * linear_ramp(width, height, rng.uniform(0, 2 * np.pi))
+    contrast = rng.uniform(0.65, 1.1)
+    brightness = rng.uniform(-25, 25)
+    pixels = (pixels - 128.0) * contrast + 128.0 + brightness
+    pixels = pixels * lighting[..., None]
+    grain = rng.standard_normal((height, width, 1), dtype=np.float32)
+    pixels += rng.uniform(0, 7) * grain
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def draw_face(expression, rng, *, size=None, mode=None, intensity=None):
+    """Return one face of class index `expression` (0..7) as a PIL image.
+
+    Size is random (48..256 px per side, not always square) and the mode is
+    "L" for about a quarter of the faces, "RGB" otherwise, unless `size`
+    ((width, height)) or `mode` are given.  `intensity` (0..1) fixes how
+    strong the expression is; by default it is random, from subtle to strong.
+    """
+    width, height = size if size is not None else random_image_size(rng)
+    if mode is None:
+        mode = "L" if rng.random() < 0.25 else "RGB"
+    look = random_look(rng)
+    features = expression_features(expression, rng, intensity)
+    background = draw_background(width, height, rng).convert("RGBA")
+    person = draw_face_layer(width, height, look, features)
+    image = Image.alpha_composite(background, person).convert("RGB")
+    return apply_camera_effects(image, rng).convert(mode)
+
+
+# ---------------------------------------------------------------------------
+# Writing the data set
+# ---------------------------------------------------------------------------
+
+def image_rng(seed, stream, class_index, image_index):
+    """Return the random Generator of one image, independent of all others."""
+    return np.random.default_rng([seed, stream, class_index, image_index])
+
+
+def write_chunk(task):
+    """Draw and save one run of images of one class; return how many were written."""
+    class_folder, class_name, class_index, seed, stream, first, last = task
+    for image_index in range(first, last + 1):
+        rng = image_rng(seed, stream, class_index, image_index)
+        image = draw_face(class_index, rng)
+        quality = int(rng.integers(60, 96))
+        image.save(Path(class_folder) / f"{class_name}_{image_index:05d}.jpg", "JPEG", quality=quality)
+    return last - first + 1
+
+
+def chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
+    """Return the write_chunk tasks covering every image of every split and class.
+
+    Also creates the class folders under `partial`.
+    """
+    tasks = []
+    for split, counts in split_counts.items():
+        for class_index, (class_name, count) in enumerate(zip(class_names, counts)):
+            class_folder = partial / split / class_name
+            class_folder.mkdir(parents=True)
+            for first in range(1, count + 1, chunk_size):
+                last = min(first + chunk_size - 1, count)
+                tasks.append((str(class_folder), class_name, class_index, seed, split_streams[split], first, last))
+    return tasks
+
+
+def run_tasks(tasks, workers):
+    """Run write_chunk over `tasks`, in `workers` processes when more than one."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            write_chunk(task)
+        return
+    # Forking is much faster to start than spawning and the workers use only numpy and Pillow.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Largest chunks first so the last worker is not left with a long tail.
+        ordered = sorted(tasks, key=lambda task: task[6] - task[5], reverse=True)
+        for _ in pool.map(write_chunk, ordered):
+            pass
+
+
+def check_standin_arguments(class_names, train_counts, validation_total, seed, workers):
+    """Raise ValueError with one sentence if the arguments cannot describe a data set."""
+    if len(class_names) != len(train_counts):
+        raise ValueError(f"Got {len(class_names)} class names but {len(train_counts)} training counts.")
+    if len(set(class_names)) != len(class_names) or not all(class_names):
+        raise ValueError("Class names must be distinct and non-empty.")
+    if any(int(count) < 0 for count in train_counts) or sum(train_counts) <= 0:
+        raise ValueError("Training counts must be non-negative and not all zero.")
+    if validation_total < 0 or seed < 0 or workers < 1:
+        raise ValueError("validation_total and seed must be non-negative and workers at least 1.")
+
+
+def generate_standin(folder, class_names, train_counts, validation_total, seed, workers=2):
+    """Write the synthetic data set to `folder` and return a summary dict.
+
+    Layout: <folder>/train/<class>/<class>_00001.jpg ... and the same under
+    validation/, with validation counts proportional to `train_counts`.
+    Images go to a sibling folder <folder>.partial-<pid> that is renamed to
+    `folder` only once complete, so `folder` is either absent or whole.
+    Raises ValueError if `folder` (or that partial folder) already exists;
+    nothing existing is ever deleted or overwritten.
+    The summary is {"folder": str, "train": {class: n}, "validation":
+    {class: n}, "images": total, "seconds": float}.
+    """
+    started = time.perf_counter()
+    folder = Path(folder)
+    check_standin_arguments(class_names, train_counts, validation_total, seed, workers)
+    if folder.exists():
+        raise ValueError(f"Refusing to generate the stand-in: {folder} already exists.")
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    if partial.exists():
+        raise ValueError(f"Refusing to generate the stand-in: temporary folder {partial} already exists.")
+    split_counts = {"train": [int(c) for c in train_counts],
+                    "validation": validation_counts(train_counts, validation_total)}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial.mkdir()
+    try:
+        run_tasks(chunk_tasks(partial, class_names, split_counts, SPLIT_STREAMS, seed), workers)
+        if folder.exists():  # something appeared there while we were drawing
+            raise ValueError(f"Refusing to finish the stand-in: {folder} appeared while generating.")
+        os.rename(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # only ever our own, unfinished folder
+        raise
+    return {
+        "folder": str(folder),
+        "train": dict(zip(class_names, split_counts["train"])),
+        "validation": dict(zip(class_names, split_counts["validation"])),
+        "images": sum(split_counts["train"]) + sum(split_counts["validation"]),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def write_test_images(folder, class_names, seed):
+    """Write one 128 px RGB JPEG per class to <folder>/<class>.jpg; return their paths.
+
+    The faces come from a random stream the data set never uses, at a fairly
+    strong intensity so the expression reads well.  Raises ValueError, and
+    writes nothing, if any of the files already exists.
+    """
+    folder = Path(folder)
+    paths = [folder / f"{class_name}.jpg" for class_name in class_names]
+    existing = [str(path) for path in paths if path.exists()]
+    if existing:
+        raise ValueError(f"Refusing to overwrite existing test images: {', '.join(existing)}.")
+    folder.mkdir(parents=True, exist_ok=True)
+    for class_index, path in enumerate(paths):
+        rng = image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
+        image = draw_face(class_index, rng, size=(128, 128), mode="RGB", intensity=0.85)
+        image.save(path, "JPEG", quality=90)
+    return paths
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def parse_arguments(argv):
+    """Return the parsed command-line arguments."""
+    parser = argparse.ArgumentParser(description="Generate the synthetic QIDER stand-in data set.")
+    parser.add_argument("out_dir", nargs="?", help="folder to create with train/ and validation/")
+    parser.add_argument("--test_images", action="store_true",
+                        help="write the 8 test images into test_images/ next to this file, if absent")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--workers", type=int, default=2)
+    arguments = parser.parse_args(argv)
+    if not arguments.test_images and not arguments.out_dir:
+        parser.error("give OUT_DIR or --test_images")
+    return arguments
+
+
+def main(argv=None):
+    """Command-line entry point; returns the process exit status."""
+    arguments = parse_arguments(argv)
+    try:
+        if arguments.test_images:
+            folder = Path(__file__).resolve().parent / "test_images"
+            paths = [folder / f"{name}.jpg" for name in DEFAULT_CLASS_NAMES]
+            if all(path.exists() for path in paths):
+                print(f"Test images already present in {folder}; nothing written.")
+            else:
+                written = write_test_images(folder, DEFAULT_CLASS_NAMES, arguments.seed)
+                print(f"Wrote {len(written)} test images to {folder}.")
+        if arguments.out_dir:
+            summary = generate_standin(arguments.out_dir, DEFAULT_CLASS_NAMES, DEFAULT_TRAIN_COUNTS,
+                                       DEFAULT_VALIDATION_TOTAL, arguments.seed, arguments.workers)
+            print(f"Wrote {summary['images']} images to {summary['folder']} in {summary['seconds']} s.")
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
