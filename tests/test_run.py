@@ -52,6 +52,8 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     assert code == 0
     assert out.count("predicted") == 9
     assert "over 8 labelled image(s)" in out
+    figures = list(run_dir.glob("predictions-*.png"))
+    assert len(figures) == 1 and figures[0].stat().st_size > 10_000
 
     # The model on disk predicts what the eval's summary says.
     model = cnn_model.load_model(run_dir / "model.keras")
@@ -65,8 +67,10 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
 def test_a_second_run_never_touches_the_first(tiny_params):
     first = cnn_run.run(tiny_params)
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
-    second = cnn_run.run(tiny_params)
+    second = cnn_run.run({**tiny_params, "epochs": 2, "tensorboard": True,
+                          "early_stopping": 1})
     assert second != first
+    assert list((second / "tensorboard").rglob("events.out.tfevents*"))
     assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
     assert cnn_runs.latest_run(tiny_params["runs_dir"]) == second
 
