@@ -3,6 +3,7 @@
 Offers:
   defaults(module)            -> dict of the module's UPPER_CASE values, lower-cased keys
   parse_args(argv, defaults)  -> (params dict, positional arguments)
+  check_values(params)        raises ConfigError for a value out of its range
   ConfigError                 raised with one sentence for an unknown name or bad value
 
 `--name=value` sets `name` (the lower-case form of a parameter in cnn_params.py).
@@ -64,17 +65,23 @@ def _convert(name, text, default):
     return text
 
 
-def parse_args(argv, defaults):
+def parse_args(argv, defaults, positional=True):
     """Apply `--name=value` overrides from `argv` to a copy of `defaults`.
 
     Returns (params, positional): the effective parameters and the arguments that
     do not start with `--`, in order (e.g. image paths for cnn_eval.py).
-    Raises ConfigError for an unknown name (listing the known ones) or a bad value.
+    Raises ConfigError for an unknown name (listing the known ones), a bad value
+    (wrong type or out of range, see check_values), or, with `positional` False,
+    any argument that is not --name=value.
     """
+    allow_positional = positional
     params = dict(defaults)
     positional = []
     for arg in argv:
         if not arg.startswith("--"):
+            if not allow_positional:
+                raise ConfigError(f"Unexpected argument {arg!r}: parameters are written "
+                                  f"--name=value.")
             positional.append(arg)
             continue
         name, has_value, text = arg[2:].partition("=")
@@ -89,4 +96,26 @@ def parse_args(argv, defaults):
             raise ConfigError(f"--{name} needs a value: write --{name}=VALUE "
                               f"(the default is {defaults[name]!r}).")
         params[name] = _convert(name, text, defaults[name])
+    check_values(params)
     return params, positional
+
+
+# What a value must be, for parameters whose type alone does not keep them sensible.
+_RULES = {
+    "epochs": (lambda v: v >= 1, "at least 1"),
+    "batch_size": (lambda v: v >= 1, "at least 1"),
+    "image_size": (lambda v: v >= 8, "at least 8"),
+    "channels": (lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    "learning_rate": (lambda v: v > 0, "above 0"),
+    "noise_sigma": (lambda v: v >= 0, "0 or more"),
+    "validation_fraction": (lambda v: 0 < v < 1, "between 0 and 1"),
+    "early_stopping": (lambda v: v >= 0, "0 (off) or a number of epochs"),
+    "verbose": (lambda v: v in (0, 1, 2), "0, 1 or 2"),
+}
+
+
+def check_values(params):
+    """Raise ConfigError if a parameter's value is outside what it allows."""
+    for name, (allowed, text) in _RULES.items():
+        if name in params and not allowed(params[name]):
+            raise ConfigError(f"--{name}={params[name]} is not allowed: it must be {text}.")

@@ -60,10 +60,10 @@ def normalise_label(text):
 
 def class_lookup(classes, aliases=None):
     """Return {normalised name or alias: class index} for `classes` in order."""
-    lookup = {}
+    lookup = {normalise_label(name): index for index, name in enumerate(classes)}
     for index, name in enumerate(classes):
-        for alias in [name, *(aliases or {}).get(name, [])]:
-            lookup[normalise_label(alias)] = index
+        for alias in (aliases or {}).get(name, []):
+            lookup.setdefault(normalise_label(alias), index)  # a class's own name wins
     return lookup
 
 
@@ -83,7 +83,7 @@ def ensure_standin(data_dir, classes, train_counts, validation_total, seed):
         return False
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     print(f"Generating the synthetic stand-in for QIDER in {data_dir} "
-          f"(drawn faces, not QIDER; about a minute, once).", flush=True)
+          f"(drawn faces, not QIDER; about 15 to 30 s, once).", flush=True)
     summary = cnn_synth.generate_standin(data_dir, classes, train_counts,
                                          validation_total, seed)
     (data_dir / STANDIN_MARKER).write_text(
@@ -157,25 +157,30 @@ def read_labels_file(csv_path, image_column, label_column, images_dir=""):
     (Paths), their normalised label names, (path, reason) for every listed image
     left out (missing file, conflicting labels), and the images in the images
     folder that the CSV does not list (sorted Paths).
-    Raises DataError when the CSV lacks one of the two columns.
+    A row with an empty label leaves its image unlabeled.
+    Raises DataError when the CSV lacks one of the two columns or is not text.
     """
     import csv
 
     csv_path = Path(csv_path)
     base = csv_path.parent
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        for column in (image_column, label_column):
-            if column not in columns:
-                raise DataError(f"{csv_path} has no column {column!r} (it has "
-                                f"{', '.join(columns)}): set --image_column and "
-                                f"--label_column.")
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            for column in (image_column, label_column):
+                if column not in columns:
+                    raise DataError(f"{csv_path} has no column {column!r} (it has "
+                                    f"{', '.join(columns)}): set --image_column and "
+                                    f"--label_column.")
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
 
     labels_of = {}  # listed image -> set of normalised labels
     for row in rows:
-        if row[image_column]:
+        if row[image_column] and normalise_label(row[label_column]):
             labels_of.setdefault(row[image_column], set()).add(normalise_label(row[label_column]))
     folders = [base / images_dir, base] if images_dir else [base]
     paths, names, excluded = [], [], []
@@ -190,24 +195,30 @@ def read_labels_file(csv_path, image_column, label_column, images_dir=""):
             paths.append(found)
             names.append(next(iter(labels_of[image])))
     listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
-    image_folder = folders[0]
+    image_folder = next(f for f in folders if f.is_dir())  # base always is one
     unlabeled = sorted(p for p in image_folder.iterdir()
-                       if _is_candidate(p) and p.resolve() not in listed) \
-        if image_folder.is_dir() else []
+                       if _is_candidate(p) and p.resolve() not in listed
+                       and p.resolve() != csv_path.resolve())
     return paths, names, excluded, unlabeled
 
 
 def choose_classes(classes, aliases, found):
-    """Return (classes, lookup): the classes to train and {name or alias: index}.
+    """Return (classes, aliases): the classes to train and the other names of each.
 
     `classes` is a list of names, or ["auto"] to take the normalised names `found`
     in the data, sorted.
     """
     if list(classes) == [AUTO]:
         if not found:
-            raise DataError("--classes=auto found no class names in the data.")
-        return sorted(found), class_lookup(sorted(found))
-    return list(classes), class_lookup(classes, aliases)
+            raise DataError("--classes=auto found no class names in the data: check "
+                            "--data_dir and its layout (see the README).")
+        found = sorted(found)
+        # A found class that is a known class or alias (happiness, feliz) also
+        # answers to that class's other names, so test files like happy.jpg count.
+        known = {normalise_label(n): [name, *(aliases or {}).get(name, [])]
+                 for name in (aliases or {}) for n in [name, *aliases[name]]}
+        return found, {f: known.get(f, []) for f in found}
+    return list(classes), dict(aliases or {})
 
 
 def stratified_split(labels, fraction, seed):
@@ -238,8 +249,9 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
       2. <data_dir>/<labels_file>: a CSV with image and label columns, split;
       3. <data_dir>/<class>/*: one class-folder tree, split.
     Splits take `validation_fraction` of each class, reproducibly from `seed`.
-    Returns a dict: layout (str), classes (list), train and validation (each
-    (paths, int64 labels)), excluded ([(path, reason)]), unlabeled ([Path]).
+    Returns a dict: layout (str), classes (list), aliases ({class: other names}),
+    train and validation (each (paths, int64 labels)), excluded ([(path, reason)]),
+    unlabeled ([Path]).
     Raises DataError for anything that stops training: a missing folder, an
     unknown class or label, a class with no images.
     """
@@ -252,7 +264,8 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
         found = folder_labels(data_dir / "train")
         if (data_dir / "validation").is_dir():
             found = sorted(set(found) | set(folder_labels(data_dir / "validation")))
-        classes, lookup = choose_classes(classes, aliases, found)
+        classes, aliases = choose_classes(classes, aliases, found)
+        lookup = class_lookup(classes, aliases)
         paths, labels = list_split(data_dir, "train", lookup)
         if (data_dir / "validation").is_dir():
             splits = {"train": (paths, labels),
@@ -264,7 +277,8 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
         layout = f"labels file {labels_file}"
         csv_paths, names, excluded, unlabeled = read_labels_file(
             data_dir / labels_file, image_column, label_column, images_dir)
-        classes, lookup = choose_classes(classes, aliases, sorted(set(names)))
+        classes, aliases = choose_classes(classes, aliases, sorted(set(names)))
+        lookup = class_lookup(classes, aliases)
         unknown = sorted({n for n in names if n not in lookup})
         if unknown:
             raise DataError(f"{data_dir / labels_file} has label(s) {', '.join(unknown)} "
@@ -278,7 +292,8 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
             raise DataError(f"{data_dir} holds neither train/, {labels_file or 'a labels file'} "
                             f"nor class folders: see the README for the layouts.")
         layout = "class folders, split"
-        classes, lookup = choose_classes(classes, aliases, folder_labels(data_dir))
+        classes, aliases = choose_classes(classes, aliases, folder_labels(data_dir))
+        lookup = class_lookup(classes, aliases)
         paths, labels = list_split(data_dir.parent, data_dir.name, lookup)
         splits = None
 
@@ -292,7 +307,7 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
         raise DataError(f"Class(es) {', '.join(missing)} have no training images in "
                         f"{data_dir}: add images, remove them from CLASSES, or use "
                         f"--classes=auto.")
-    return {"layout": layout, "classes": classes, "train": splits["train"],
+    return {"layout": layout, "classes": classes, "aliases": aliases, "train": splits["train"],
             "validation": splits["validation"], "excluded": excluded,
             "unlabeled": unlabeled}
 
@@ -405,11 +420,11 @@ def decode_image(path, size, channels):
     return _resize(pixels, size).numpy()
 
 
-def _read_head(path):
-    """Return the first bytes of `path`, or an OSError's reason as a str."""
+def _tf_route(path):
+    """True if TensorFlow should decode `path`, False if Pillow; a str if unreadable."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(_HEADER_BYTES)
+            return _tf_can_decode(handle.read(_HEADER_BYTES))
     except OSError as error:
         return f"{path} could not be read ({error.strerror or error})."
 
@@ -430,8 +445,8 @@ def load_images(paths, size, channels, workers=None):
     done = np.zeros(len(paths), dtype=bool)
     reasons = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        heads = list(pool.map(_read_head, paths))
-    by_tf = [i for i, head in enumerate(heads) if isinstance(head, bytes) and _tf_can_decode(head)]
+        routes = list(pool.map(_tf_route, paths))
+    by_tf = [i for i, route in enumerate(routes) if route is True]
     if by_tf:
         decode = _tf_decoder(size, channels).python_function
         dataset = (tf.data.Dataset.from_tensor_slices((by_tf, [paths[i] for i in by_tf]))
@@ -443,8 +458,8 @@ def load_images(paths, size, channels, workers=None):
             images[indices.numpy()] = batch.numpy()
             done[indices.numpy()] = True
     for i in np.flatnonzero(~done):
-        if isinstance(heads[i], str):
-            reasons[i] = heads[i]
+        if isinstance(routes[i], str):
+            reasons[i] = routes[i]
             continue
         try:
             images[i] = decode_image(paths[i], size, channels)
@@ -562,11 +577,13 @@ def list_images(sources):
         if source.is_dir():
             found = sorted(p for p in source.iterdir() if _is_candidate(p))
             if not found:
-                raise DataError(f"No images found in the folder {source}.")
+                raise DataError(f"No images found in the folder {source}: give a folder "
+                                f"that holds image files, or the files themselves.")
             paths.extend(found)
         elif source.is_file() and source.suffix.lower() == ".txt":
             lines = [line.strip() for line in source.read_text().splitlines()]
-            paths.extend(list_images([line for line in lines if line]))
+            # A relative line is relative to the list's own folder.
+            paths.extend(list_images([source.parent / line for line in lines if line]))
         elif source.is_file():
             paths.append(source)
         else:
@@ -592,11 +609,8 @@ def main(argv=None):
     import cnn_runs
 
     try:
-        params, extra = cnn_config.parse_args(sys.argv[1:] if argv is None else argv,
-                                              cnn_config.defaults(cnn_params))
-        if extra:
-            raise cnn_config.ConfigError(f"Unexpected argument {extra[0]!r}: "
-                                         f"parameters are written --name=value.")
+        params, _ = cnn_config.parse_args(sys.argv[1:] if argv is None else argv,
+                                          cnn_config.defaults(cnn_params), positional=False)
         data = cnn_run.prepare_data(params)
     except (cnn_config.ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)

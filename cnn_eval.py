@@ -11,7 +11,8 @@ model trained on other classes is scored with its own.
 
 It also saves a figure of each image with its true and predicted class and a bar
 of the class probabilities, as predictions-<time>.png beside the model (a new
-file each time; --figure=False skips it).
+file each time, of the first 32 images; --figure=False skips it). The classes,
+image size and channels are always the model's own, from its run's params.json.
 
 Offers:
   find_models(model, runs_dir)       -> Paths of the models to score
@@ -35,6 +36,9 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 import cnn_plots  # noqa: E402
 import cnn_runs  # noqa: E402
+
+
+FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
 
 
 def find_models(model, runs_dir):
@@ -138,8 +142,11 @@ def main(argv=None):
             if params["figure"] and results:
                 figure = cnn_runs.unique_path(
                     model_path.parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
-                cnn_plots.plot_predictions(images, results, trained["classes"], figure)
-                print(f"Figure: {figure}")
+                shown = min(len(results), FIGURE_IMAGES)
+                cnn_plots.plot_predictions(images[:shown], results[:shown],
+                                           trained["classes"], figure)
+                print(f"Figure: {figure}" + (f" (the first {shown} images)"
+                                             if shown < len(results) else ""))
     except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

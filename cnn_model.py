@@ -22,15 +22,22 @@ class ModelError(ValueError):
 
 
 def _check_layer(index, spec):
+    """Raise ModelError naming the entry of the layer table that cannot be built."""
+    where = f"Layer {index + 1} of the layer table (LAYERS or --layers)"
+    if not isinstance(spec, dict):
+        raise ModelError(f"{where} is {spec!r}; write each layer as a dict such as "
+                         f"{{\"type\": \"dense\", \"units\": 16}}.")
     kind = spec.get("type")
     if kind not in ("conv", "dense"):
-        raise ModelError(f"LAYERS[{index}] has type {kind!r}; use 'conv' or 'dense'.")
-    units = spec.get("units")
-    if not isinstance(units, int) or units < 1:
-        raise ModelError(f"LAYERS[{index}] needs 'units' as a positive whole number, got {units!r}.")
+        raise ModelError(f"{where} has type {kind!r}; use 'conv' or 'dense'.")
+    for key, low in (("units", 1), ("kernel", 1), ("pool", 0)):
+        value = spec.get(key, low)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ModelError(f"{where} has {key} {value!r}; use a whole number of at least {low}.")
     rate = spec.get("dropout", 0.0)
-    if not 0.0 <= rate < 1.0:
-        raise ModelError(f"LAYERS[{index}] has dropout {rate!r}; use a rate in [0, 1).")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ModelError(f"{where} has dropout {rate!r}; use a rate from 0 up to (not "
+                         f"including) 1.")
 
 
 def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
@@ -44,10 +51,11 @@ def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
     Returns a model compiled with Adam, categorical cross-entropy and accuracy.
     Raises ModelError for a layer table that cannot be built.
     """
-    if not layers or layers[-1].get("type") != "dense":
-        raise ModelError("LAYERS must end with a 'dense' layer (the softmax output).")
     for index, spec in enumerate(layers):
         _check_layer(index, spec)
+    if not layers or layers[-1]["type"] != "dense":
+        raise ModelError("The layer table (LAYERS or --layers) must end with a 'dense' "
+                         "layer, the softmax output.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
 
@@ -59,13 +67,19 @@ def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
         last = index == len(layers) - 1
         if spec["type"] == "conv":
             if flat:
-                raise ModelError(f"LAYERS[{index}] is a 'conv' layer after a 'dense' one.")
+                raise ModelError(f"Layer {index + 1} of the layer table is a 'conv' layer after "
+                                 f"a 'dense' one; put all conv layers first.")
             conv_count += 1
             name = f"conv{conv_count}"
             kernel = spec.get("kernel", 3)
-            x = klayers.Conv2D(spec["units"], kernel, activation="relu", name=name)(x)
-            if spec.get("pool", 0):
-                x = klayers.MaxPooling2D(spec["pool"], name=f"{name}_pool")(x)
+            try:
+                x = klayers.Conv2D(spec["units"], kernel, activation="relu", name=name)(x)
+                if spec.get("pool", 0):
+                    x = klayers.MaxPooling2D(spec["pool"], name=f"{name}_pool")(x)
+            except ValueError:  # Keras: the feature map became smaller than the kernel
+                raise ModelError(f"Layer {index + 1} of the layer table leaves no pixels of "
+                                 f"the {image_size}x{image_size} image; use a larger "
+                                 f"--image_size, smaller kernels or fewer pools.") from None
         else:
             if not flat:
                 x = klayers.Flatten(name="flatten")(x)
@@ -87,7 +101,7 @@ def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
 
 
 def train_model(model, train, validation, epochs, class_weight=None, callbacks=(),
-                verbose=1, initial_epoch=0):
+                verbose=1):
     """Fit `model` on the `train` dataset, validating on `validation` each epoch.
 
     Returns the keras History (history.history holds per-epoch accuracy, loss,
@@ -95,8 +109,7 @@ def train_model(model, train, validation, epochs, class_weight=None, callbacks=(
     """
     return model.fit(train, validation_data=validation, epochs=epochs,
                      class_weight=class_weight, callbacks=list(callbacks),
-                     verbose=verbose, initial_epoch=initial_epoch,
-                     shuffle=False)  # the dataset shuffles itself, seeded
+                     verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
 
 
 def evaluate_model(model, dataset):
@@ -116,4 +129,8 @@ def load_model(path):
     if not path.is_file():
         raise ModelError(f"Failed to find the model {path}: train one first with "
                          f"`python cnn_run.py`, or give --model=PATH to a .keras file.")
-    return keras.models.load_model(path)
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a file it cannot read
+        raise ModelError(f"{path} is not a model saved by this suite ({type(error).__name__}): "
+                         f"give --model=PATH to a .keras file written by cnn_run.py.") from None

@@ -28,6 +28,7 @@ Offers (for tests and notebooks), in call order:
 
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
@@ -43,10 +44,19 @@ import cnn_report  # noqa: E402
 import cnn_runs  # noqa: E402
 
 
+def find_data(params):
+    """cnn_data.find_dataset with the data parameters of `params`."""
+    return cnn_data.find_dataset(
+        params["data_dir"], params["classes"], params["aliases"],
+        labels_file=params["labels_file"], image_column=params["image_column"],
+        label_column=params["label_column"], images_dir=params["images_dir"],
+        validation_fraction=params["validation_fraction"], seed=params["seed"])
+
+
 def prepare_data(params):
     """Find, load and balance the data; weigh the classes.
 
-    Returns a dict: classes (the effective list: "auto" resolved),
+    Returns a dict: classes (the effective list: "auto" resolved), aliases,
     train_images/val_images (uint8 [N, size, size, channels]),
     train_labels/val_labels (int64 [N]), counts_before/counts_after (per class),
     weights ({class: weight} or None), skipped ([(path, reason)]: unreadable or
@@ -63,10 +73,7 @@ def prepare_data(params):
     if standin:
         print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
               f"not QIDER). Point --data_dir at QIDER to use the real data.")
-    found = cnn_data.find_dataset(
-        data_dir, params["classes"], params["aliases"], params["labels_file"],
-        params["image_column"], params["label_column"], params["images_dir"],
-        params["validation_fraction"], params["seed"])
+    found = find_data(params)
     classes = found["classes"]
     num_classes = len(classes)
     size, channels = params["image_size"], params["channels"]
@@ -85,10 +92,10 @@ def prepare_data(params):
             images, kept, unreadable = cnn_data.load_images(paths, size, channels)
         skipped += unreadable
         loaded[split] = (images, labels[kept])
-    if params["strict"] and (skipped or found["unlabeled"]):
-        first = skipped[0][1] if skipped else f"{found['unlabeled'][0]} has no label"
-        raise cnn_data.DataError(f"--strict=True: {len(skipped)} file(s) skipped or excluded "
-                                 f"and {len(found['unlabeled'])} unlabeled, the first: {first}")
+    if params["strict"] and skipped:
+        raise cnn_data.DataError(f"--strict=True and {len(skipped)} file(s) cannot be used, "
+                                 f"the first: {skipped[0][1].rstrip('.')}; fix or remove them, or run "
+                                 f"without --strict to skip them.")
     train_images, train_labels = loaded["train"]
     val_images, val_labels = loaded["validation"]
     if len(val_labels) == 0:
@@ -104,7 +111,8 @@ def prepare_data(params):
             train_images, train_labels, num_classes, params["noise_sigma"], params["seed"])
     after = cnn_data.class_counts(train_labels, num_classes)
     weights = cnn_data.class_weights(after) if params["class_weights"] else None
-    return {"classes": classes, "train_images": train_images, "train_labels": train_labels,
+    return {"classes": classes, "aliases": found["aliases"],
+            "train_images": train_images, "train_labels": train_labels,
             "val_images": val_images, "val_labels": val_labels,
             "counts_before": before, "counts_after": after, "weights": weights,
             "skipped": skipped, "unlabeled": found["unlabeled"],
@@ -185,9 +193,16 @@ def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
                                   batch, shuffle=True, seed=params["seed"])
     validation = cnn_data.make_dataset(data["val_images"], data["val_labels"],
                                        num_classes, batch)
-    callbacks = training_callbacks(params, variant_dir) + list(extra_callbacks)
-    cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
-                          callbacks, params["verbose"])
+    # Keras deletes backup/ when training ends, so epochs on record without it mean
+    # the run stopped after training but before its records: keep the trained model.
+    trained = ((variant_dir / "history.csv").exists() and (variant_dir / "model.keras").exists()
+               and not (variant_dir / "backup").exists())
+    if trained:
+        model = cnn_model.load_model(variant_dir / "model.keras")
+    else:
+        callbacks = training_callbacks(params, variant_dir) + list(extra_callbacks)
+        cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
+                              callbacks, params["verbose"])
 
     # Table 3's columns for this model: train, validation and the test images.
     metrics = {"train": cnn_model.evaluate_model(model, train),
@@ -196,6 +211,8 @@ def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
         test_images, test_labels = data["test"]
         metrics["test"] = cnn_model.evaluate_model(
             model, cnn_data.make_dataset(test_images, test_labels, num_classes, batch))
+        # Kept so anyone can check that the saved model predicts the same.
+        metrics["test_probabilities"] = model.predict(test_images, verbose=0).tolist()
 
     # Per-class insight on validation: which classes fail, and as what.
     predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
@@ -224,7 +241,8 @@ def resume_params(params):
     """Return (params, run_dir) of the run --resume names: it goes on as it started."""
     run_dir = cnn_runs.find_run(params["resume"], params["runs_dir"])
     saved = cnn_runs.read_json(run_dir / "params.json")
-    print(f"Resuming {run_dir} from its last finished epoch.")
+    print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
+          f"in its params.json.")
     # Only where runs live may differ from the saved parameters.
     return {**params, **saved, "resume": str(run_dir), "runs_dir": params["runs_dir"]}, run_dir
 
@@ -242,16 +260,25 @@ def write_data_records(run_dir, params, data):
                  "class_weights": data["weights"], "skipped": len(data["skipped"]),
                  "unlabeled": len(data["unlabeled"])}})
     if data["skipped"]:
-        (run_dir / "skipped.txt").write_text(
-            "".join(f"{path}\t{reason}\n" for path, reason in data["skipped"]))
+        (run_dir / "skipped.txt").write_text(  # absolute paths: usable from any folder
+            "".join(f"{Path(path).resolve()}\t{reason}\n" for path, reason in data["skipped"]))
         print(f"Skipped or excluded {len(data['skipped'])} file(s), listed with the reason "
               f"in {run_dir / 'skipped.txt'}:")
         for path, reason in data["skipped"][:10]:
             print(f"  {path}: {reason}")
     if data["unlabeled"]:
-        (run_dir / "unlabeled.txt").write_text("".join(f"{p}\n" for p in data["unlabeled"]))
+        (run_dir / "unlabeled.txt").write_text(
+            "".join(f"{Path(p).resolve()}\n" for p in data["unlabeled"]))
         print(f"{len(data['unlabeled'])} image(s) have no label and were not used (score them "
               f"with cnn_eval.py); listed in {run_dir / 'unlabeled.txt'}.")
+
+
+def check_model(params):
+    """Build the model once, untrained, so a bad layer table is an error up front."""
+    classes = params["classes"]
+    cnn_model.build_model(params["layers"], len(classes) if classes != [cnn_data.AUTO] else 2,
+                          params["image_size"], params["channels"], params["dropout"],
+                          params["learning_rate"])
 
 
 def run(params, extra_callbacks=()):
@@ -264,10 +291,11 @@ def run(params, extra_callbacks=()):
     import tensorflow as tf
 
     params, run_dir = resume_params(params) if params["resume"] else (params, None)
+    check_model(params)  # a bad layer table fails now, not after loading the data
     if params["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     data = prepare_data(params)
-    params = {**params, "classes": data["classes"]}  # "auto" resolved
+    params = {**params, "classes": data["classes"], "aliases": data["aliases"]}  # "auto" resolved
     classes = data["classes"]
     print_class_table(classes, data["counts_before"], data["counts_after"], data["weights"])
     data["test"] = load_test_set(params["test_dir"], cnn_data.class_lookup(
@@ -308,10 +336,8 @@ def run(params, extra_callbacks=()):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        params, extra = cnn_config.parse_args(argv, cnn_config.defaults(cnn_params))
-        if extra:
-            raise cnn_config.ConfigError(f"Unexpected argument {extra[0]!r}: "
-                                         f"parameters are written --name=value.")
+        params, _ = cnn_config.parse_args(argv, cnn_config.defaults(cnn_params),
+                                          positional=False)
         run(params)
     except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError,
             FileNotFoundError) as error:

@@ -36,11 +36,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-# Defaults used only by main(); cnn_params.py passes its own values.
-DEFAULT_CLASS_NAMES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
-DEFAULT_TRAIN_COUNTS = [501, 377, 336, 746, 1618, 115, 424, 404]  # report Table 1 "A" row, 4521 images
-DEFAULT_VALIDATION_TOTAL = 1346
-DEFAULT_SEED = 1234
+import cnn_params
+
+# Defaults of main(), from cnn_params.py; the suite passes its own values.
+DEFAULT_CLASS_NAMES = cnn_params.CLASSES
+DEFAULT_TRAIN_COUNTS = cnn_params.STANDIN_TRAIN_COUNTS  # report Table 1 "A" row, 4521 images
+DEFAULT_VALIDATION_TOTAL = cnn_params.STANDIN_VALIDATION_TOTAL
+DEFAULT_SEED = cnn_params.SEED
 
 # Random-stream ids that keep the train, validation and test-image faces apart.
 SPLIT_STREAMS = {"train": 0, "validation": 1}

@@ -59,16 +59,13 @@ def main():
         warm = time.perf_counter() - start
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    files = len(data["train_labels"]) and (int(data["counts_before"].sum()) + len(data["val_labels"]))
+    files = int(data["counts_before"].sum()) + len(data["val_labels"])  # readable files
     print(f"data: {params['data_dir']}, {files} image files, "
           f"{len(data['train_labels'])} training images after augmentation")
     print(f"cold preparation (no image cache): {cold:6.2f} s")
     print(f"warm preparation (image cache):    {warm:6.2f} s")
 
-    found = cnn_data.find_dataset(params["data_dir"], data["classes"], params["aliases"],
-                                  params["labels_file"], params["image_column"],
-                                  params["label_column"], params["images_dir"],
-                                  params["validation_fraction"], params["seed"])
+    found = cnn_run.find_data(params)
     paths = list(found["train"][0]) + list(found["validation"][0])
     size, channels = params["image_size"], params["channels"]
     cnn_data.load_images(paths[:64], size, channels)  # compile the decoder once

@@ -57,3 +57,24 @@ def test_unknown_parameter_lists_the_known_ones(defaults):
 def test_bad_values_say_what_is_expected(defaults, arg, expected):
     with pytest.raises(cnn_config.ConfigError, match=expected):
         cnn_config.parse_args([arg], defaults)
+
+
+def test_a_list_of_names_may_be_written_with_commas(defaults):
+    assert cnn_config.parse_args(["--classes=auto"], defaults)[0]["classes"] == ["auto"]
+    params, _ = cnn_config.parse_args(["--classes=anger, fear,happy"], defaults)
+    assert params["classes"] == ["anger", "fear", "happy"]
+
+
+@pytest.mark.parametrize("arg, expected", [
+    ("--epochs=0", "at least 1"), ("--batch_size=-3", "at least 1"),
+    ("--channels=2", "1 \\(grayscale\\) or 3"), ("--validation_fraction=1.5", "between 0 and 1"),
+    ("--learning_rate=0", "above 0"), ("--verbose=5", "0, 1 or 2"),
+])
+def test_values_out_of_range_are_refused(defaults, arg, expected):
+    with pytest.raises(cnn_config.ConfigError, match=f"{arg.split('=')[0]}=.* is not allowed: .*{expected}"):
+        cnn_config.parse_args([arg], defaults)
+
+
+def test_positional_arguments_can_be_refused(defaults):
+    with pytest.raises(cnn_config.ConfigError, match="Unexpected argument 'photo.jpg'"):
+        cnn_config.parse_args(["photo.jpg"], defaults, positional=False)

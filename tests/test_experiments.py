@@ -79,6 +79,10 @@ def interrupt_after_first_epoch():
     return keras.callbacks.LambdaCallback(on_epoch_end=stop)
 
 
+def epochs_started(record):
+    return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: record.append(epoch))
+
+
 def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     tiny_params.update(epochs=3)
     whole = cnn_run.run(tiny_params)
@@ -91,10 +95,15 @@ def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     assert (cut / "model.keras").is_file()  # the finished epoch was kept
     assert not (cut / "metrics.json").exists()
 
-    resumed = cnn_run.run({**tiny_params, "resume": cut.name})
+    first_row = cnn_runs.read_history(cut / "history.csv")
+    started = []
+    resumed = cnn_run.run({**tiny_params, "resume": cut.name},
+                          extra_callbacks=[epochs_started(started)])
     assert resumed == cut
+    assert started == [1, 2]  # it went on from the finished epoch, not from scratch
     history = cnn_runs.read_history(cut / "history.csv")
     assert history["epoch"] == [1.0, 2.0, 3.0]
+    assert history["seconds"][0] == first_row["seconds"][0]  # epoch 1's row is the original
     for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
         assert history[key][0] == pytest.approx(whole_history[key][0], abs=1e-6)
     assert (cut / "metrics.json").is_file()
@@ -111,3 +120,21 @@ def test_same_seed_same_history(tiny_params):
 def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):
     assert cnn_run.main([f"--resume=nothing", f"--runs_dir={tmp_path}"]) == 2
     assert "Failed to find the run nothing" in capsys.readouterr().err
+
+
+def test_a_run_stopped_after_training_keeps_its_model_on_resume(tiny_params, tmp_path):
+    def stop_at_train_end(logs=None):
+        raise KeyboardInterrupt  # after Keras has finished (and removed its backup)
+
+    with pytest.raises(KeyboardInterrupt):
+        cnn_run.run({**tiny_params, "epochs": 2}, extra_callbacks=[
+            keras.callbacks.LambdaCallback(on_train_end=stop_at_train_end)])
+    cut = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    model_bytes = (cut / "model.keras").read_bytes()
+    history = (cut / "history.csv").read_text()
+    started = []
+    cnn_run.run({**tiny_params, "resume": str(cut)}, extra_callbacks=[epochs_started(started)])
+    assert started == []  # nothing trained again
+    assert (cut / "history.csv").read_text() == history
+    assert (cut / "model.keras").read_bytes() == model_bytes
+    assert (cut / "metrics.json").is_file()

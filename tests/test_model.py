@@ -43,10 +43,14 @@ def test_output_follows_the_number_of_classes():
 @pytest.mark.parametrize("layers, message", [
     ([{"type": "conv", "units": 4}], "must end with a 'dense'"),
     ([{"type": "pool", "units": 4}, {"type": "dense", "units": 8}], "type 'pool'"),
-    ([{"type": "dense", "units": 0}, {"type": "dense", "units": 8}], "positive whole"),
+    ([{"type": "dense", "units": 0}, {"type": "dense", "units": 8}], "whole number of at least 1"),
     ([{"type": "dense", "units": 4, "dropout": 1.5}, {"type": "dense", "units": 8}], "dropout"),
     ([{"type": "dense", "units": 4}, {"type": "conv", "units": 4},
       {"type": "dense", "units": 8}], "after a 'dense'"),
+    ([1, {"type": "dense", "units": 8}], "Layer 1 .* is 1; write each layer as a dict"),
+    ([{"type": "conv", "units": 4, "kernel": "3"}, {"type": "dense", "units": 8}], "kernel '3'"),
+    ([{"type": "conv", "units": 4, "kernel": 200}, {"type": "dense", "units": 8}],
+     "leaves no pixels"),
 ])
 def test_bad_layer_tables_are_clear_errors(layers, message):
     with pytest.raises(cnn_model.ModelError, match=message):
@@ -68,3 +72,9 @@ def test_save_and_load_give_the_same_predictions(tmp_path):
 def test_missing_model_says_to_train_first(tmp_path):
     with pytest.raises(cnn_model.ModelError, match="cnn_run.py"):
         cnn_model.load_model(tmp_path / "none.keras")
+
+
+def test_a_damaged_model_file_is_a_clear_error(tmp_path):
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(cnn_model.ModelError, match="broken.keras is not a model saved"):
+        cnn_model.load_model(tmp_path / "broken.keras")

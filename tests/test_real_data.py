@@ -1,6 +1,7 @@
 """Real-world data: layouts, labels files, auto classes and every kind of bad file."""
 
 import io
+import re
 import shutil
 
 import numpy as np
@@ -123,6 +124,20 @@ def test_labels_file_with_mixed_case_conflicts_and_unlabeled(tmp_path):
     assert np.bincount(validation[1], minlength=3).tolist() == [1, 2, 2]
 
 
+def test_blank_labels_and_images_beside_the_csv_are_unlabeled(tmp_path):
+    data = tmp_path / "flat"
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        write_image(data / name, (20, 20))
+    write_legend(data, ["1,a.jpg,Happiness", "1,b.jpg,sad", "1,c.jpg,  "])
+    found = cnn_data.find_dataset(data, ["auto"], ALIASES, images_dir="", validation_fraction=0.5)
+    assert found["classes"] == ["happiness", "sad"]
+    assert [p.name for p in found["unlabeled"]] == ["c.jpg", "d.jpg"]
+    # Found classes keep the other names of the class they match: happy.jpg counts.
+    lookup = cnn_data.class_lookup(found["classes"], found["aliases"])
+    assert cnn_data.label_from_filename("happy.jpg", lookup) == 0
+    assert cnn_data.label_from_filename("triste_2.jpg", lookup) == 1
+
+
 def test_a_label_outside_the_classes_is_an_error_unless_auto(tmp_path):
     data = tmp_path / "set"
     write_image(data / "images" / "a.jpg", (20, 20))
@@ -170,7 +185,7 @@ def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp
         prepared = cnn_run.prepare_data(tiny_params)
     assert [p.split("/")[-1] for p, _ in prepared["skipped"]] == ["broken.jpg"]
     assert prepared["counts_before"].tolist() == [3] * 8
-    with pytest.raises(cnn_data.DataError, match="--strict=True: 1 file"):
+    with pytest.raises(cnn_data.DataError, match="--strict=True and 1 file.*broken.jpg.*without --strict"):
         with pytest.warns(UserWarning):
             cnn_run.prepare_data({**tiny_params, "strict": True})
 
@@ -214,9 +229,23 @@ def test_data_report_prints_table1_and_saves_a_grid(tiny_data, tmp_path, capsys)
                           "--image_size=32"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "before" in out and "weight" in out and "anger" in out
+    assert re.search(r"anger\s+3\s+3\s+1.0000", out)  # 3 per class: nothing to add
     grids = list((tmp_path / "runs").glob("data_report-*.png"))
-    assert len(grids) == 1 and grids[0].stat().st_size > 10_000
+    assert len(grids) == 1
+    with Image.open(grids[0]) as grid:  # 8 class rows of 6 examples, nothing augmented
+        assert grid.height > 8 * 100 and grid.width < 950  # 1.3 in a column, 100 dpi
+
+
+def test_data_report_shows_an_augmented_column_when_classes_grow(tmp_path, capsys):
+    data = make_class_folders(tmp_path / "data", per_class=4)
+    for f in sorted((data / "train" / "fear").iterdir())[1:]:
+        shutil.move(f, tmp_path / f.name)  # fear keeps 1 image: it grows 4x
+    assert cnn_data.main([f"--data_dir={data}", f"--runs_dir={tmp_path / 'runs'}",
+                          "--image_size=32"]) == 0
+    assert re.search(r"fear\s+1\s+4\s+1.0000", capsys.readouterr().out)
+    grid = next((tmp_path / "runs").glob("data_report-*.png"))
+    with Image.open(grid) as image:  # 6 examples and the augmented column
+        assert image.width > 1000
 
 
 def test_list_images_reads_folders_files_and_txt_lists(tmp_path):

@@ -55,11 +55,13 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     figures = list(run_dir.glob("predictions-*.png"))
     assert len(figures) == 1 and figures[0].stat().st_size > 10_000
 
-    # The model on disk predicts what the eval's summary says.
+    # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
     paths = cnn_data.list_images([test_dir])
     results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
-                                             cnn_params.ALIASES, 32, 1)
+                                                cnn_params.ALIASES, 32, 1)
+    labelled = [r["probabilities"] for r in results if r["true"] is not None]
+    np.testing.assert_allclose(labelled, metrics["test_probabilities"], atol=1e-6)
     assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert summary["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-3)
 
