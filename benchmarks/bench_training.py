@@ -163,11 +163,19 @@ def run_memory(params):
 
     folders = {name: os.path.abspath(params[name]) if params[name] else ""
                for name in ("data_dir", "cache_dir")}  # the child runs in the project folder
+    # The child reports its own peak: a forked child's RUSAGE_CHILDREN figure would
+    # include this process's memory, copied before exec.
+    child = ("import resource, runpy, sys\n"
+             "sys.argv = sys.argv[1:]\n"
+             "try:\n    runpy.run_path('cnn_run.py', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, "cnn_run.py", "--epochs=1", "--verbose=0",
-                        f"--runs_dir={runs}", *(f"--{k}={v}" for k, v in folders.items())],
-                       cwd=ROOT, check=True, capture_output=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        done = subprocess.run([sys.executable, "-c", child, "cnn_run.py", "--epochs=1",
+                               "--verbose=0", f"--runs_dir={runs}",
+                               *(f"--{k}={v}" for k, v in folders.items())],
+                              cwd=ROOT, check=True, capture_output=True, text=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 2**20
 
 
 # ---------------------------------------------------------------- --explore
