@@ -444,6 +444,8 @@ def load_images(paths, size, channels, workers=None):
     images = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
     done = np.zeros(len(paths), dtype=bool)
     reasons = {}
+    # Only each file's head is read here (the OS keeps it cached for the second,
+    # full read in the pipeline): holding every file's bytes would not scale.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         routes = list(pool.map(_tf_route, paths))
     by_tf = [i for i, route in enumerate(routes) if route is True]
