@@ -184,11 +184,6 @@ def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
     classes = params["classes"]
     num_classes, batch = len(classes), params["batch_size"]
     print(f"\n=== {'With' if dropout else 'Without'} dropout: {variant_dir}")
-    model = cnn_model.build_model(params["layers"], num_classes, params["image_size"],
-                                  params["channels"], dropout, params["learning_rate"],
-                                  seed=params["seed"])
-    if params["verbose"]:
-        model.summary()
     train = cnn_data.make_dataset(data["train_images"], data["train_labels"], num_classes,
                                   batch, shuffle=True, seed=params["seed"])
     validation = cnn_data.make_dataset(data["val_images"], data["val_labels"],
@@ -200,6 +195,11 @@ def train_variant(params, data, variant_dir, dropout, extra_callbacks=()):
     if trained:
         model = cnn_model.load_model(variant_dir / "model.keras")
     else:
+        model = cnn_model.build_model(params["layers"], num_classes, params["image_size"],
+                                      params["channels"], dropout, params["learning_rate"],
+                                      seed=params["seed"])
+        if params["verbose"]:
+            model.summary()
         callbacks = training_callbacks(params, variant_dir) + list(extra_callbacks)
         cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
                               callbacks, params["verbose"])
