@@ -1,480 +1,205 @@
-"""Read, preprocess and balance the images; build the input pipelines.
+"""The report's data step: load, resize, balance (Table 1), weigh (Equation 1), batch.
 
 Offers, in the order a run calls them:
-  class_lookup(classes, aliases)      -> {normalised name: class index}
-  ensure_standin(data_dir, ...)       -> generates the synthetic stand-in if absent
-  is_standin(data_dir)                -> True for a generated stand-in
-  find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train and
-                                         validation, in any supported layout
-    list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
-    read_labels_file(csv, ...)        -> (paths, label names, excluded, unlabeled)
-    choose_classes(classes, ...)      -> the given classes, or those found ("auto")
-    stratified_split(labels, ...)     -> (train, validation) indices, per class
-  load_images(paths, size, channels)  -> (uint8 images [N, size, size, channels], kept, skipped)
-  decode_image(path, size, channels)  -> one uint8 image [size, size, channels]
+  prepare_data(params, standin_dir)   -> everything training needs, in three steps:
+    load_data(data_dir, classes, ...) -> images and labels of train and validation
+    check_data(data, data_dir, strict) raises DataError for data that cannot train;
+                                         warns of files shared by train and validation
+    balance_data(images, labels, ...) -> Table 1's augmented set and Equation 1's weights
+  print_class_table(classes, before, after, weights)
+  load_test_set(test_dir, lookup, size, channels) -> labelled test images, or None
+  load_images(paths, size, channels)  -> decoded, resized uint8 images (cnnlib.decode)
   augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
   class_counts(labels, num_classes)   -> images per class
   class_weights(counts)               -> {class index: weight} (Equation 1)
   make_dataset(images, labels, ...)   -> tf.data.Dataset of (uint8 images, one-hot labels)
-  list_images(sources)                -> image files of the given files, folders, .txt lists
-  label_from_filename(path, lookup)   -> class index named by a file, or None
   main()                              -> `python cnn_data.py`: the data report
   DataError                           raised with one sentence naming the file or folder
 
-Pixels stay uint8 until the model: its first layer rescales them to [0, 1], so the
-in-memory set is four times smaller than float32 and inference gets the same scaling.
-Nothing here moves, renames, rewrites or deletes a file it reads.
+Finding files in each layout lives in cnnlib/layouts.py, decoding in cnnlib/decode.py
+and the disk cache in cnnlib/cache.py. Pixels stay uint8 until the model: its first
+layer rescales them to [0, 1], so the in-memory set is four times smaller than
+float32 and inference gets the same scaling. Nothing here moves, renames, rewrites
+or deletes a file it reads.
 """
 
-import functools
-import os
-import re
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+import sys
 
-import numpy as np
+if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
+    from cnnlib import quiet
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: less chatter
+    quiet.start()
+
+import os  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
+from cnnlib import cache, layouts, standin  # noqa: E402
+from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
+from cnnlib.errors import DataError  # noqa: F401,E402
+from cnnlib.layouts import AUTO, class_lookup  # noqa: F401,E402
 
-class DataError(ValueError):
-    """The data on disk cannot be used as asked; the message says where and what to do."""
-
-
-# CLASSES = ["auto"] takes the classes found in the data.
-AUTO = "auto"
-
-# Written into a generated stand-in so every run can say it is not QIDER.
-STANDIN_MARKER = "STANDIN.txt"
-
-# Files that are never images and are passed over without a word.
-_NOT_IMAGES = {".txt", ".csv", ".json", ".md", ".db", ".ini", ".xml", ".py"}
+# Training may hold up to 4x the training images after Table 1's augmentation.
+_AUGMENT_FACTOR = 4
 
 
-def normalise_label(text):
-    """Return a class name in canonical form: lower case, spaces/dashes as '_'."""
-    return re.sub(r"[\s\-_]+", "_", str(text).strip().lower())
-
-
-def class_lookup(classes, aliases=None):
-    """Return {normalised name or alias: class index} for `classes` in order."""
-    lookup = {normalise_label(name): index for index, name in enumerate(classes)}
-    for index, name in enumerate(classes):
-        for alias in (aliases or {}).get(name, []):
-            lookup.setdefault(normalise_label(alias), index)  # a class's own name wins
-    return lookup
-
-
-def _accepted(lookup):
-    return ", ".join(sorted(lookup))
-
-
-def ensure_standin(data_dir, classes, train_counts, validation_total, seed):
-    """Generate the synthetic stand-in for QIDER in `data_dir` if it is absent.
-
-    Returns True when it generated the set, False when it was already there.
-    """
-    import cnn_synth  # only needed on first use
-
-    data_dir = Path(data_dir)
-    if data_dir.exists():
-        return False
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Generating the synthetic stand-in for QIDER in {data_dir} "
-          f"(drawn faces, not QIDER; about 15 to 30 s, once).", flush=True)
-    summary = cnn_synth.generate_standin(data_dir, classes, train_counts,
-                                         validation_total, seed)
-    (data_dir / STANDIN_MARKER).write_text(
-        "This folder is a synthetic stand-in for QIDER generated by cnn_synth.py: "
-        "drawn faces, not QIDER.\n")
-    seconds = summary.get("seconds")
-    if seconds is not None:
-        print(f"Stand-in generated in {seconds:.1f} s.", flush=True)
-    return True
-
-
-def is_standin(data_dir):
-    """True when `data_dir` holds the generated stand-in rather than real data."""
-    return (Path(data_dir) / STANDIN_MARKER).is_file()
-
-
-def _is_candidate(path):
-    """True for files that may be images: not hidden, not a known non-image type."""
-    name = path.name
-    return (path.is_file() and not name.startswith(".") and name != "Thumbs.db"
-            and path.suffix.lower() not in _NOT_IMAGES)
-
-
-def _class_dirs(root):
-    """Sub-folders of `root` that may be class folders (not hidden), sorted."""
-    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def list_split(data_dir, split, lookup):
-    """List the images of `<data_dir>/<split>/<class folder>/*`.
-
-    Class folders match a class by name or alias in any letter case.
-    Returns (paths, labels): sorted paths (list of Path) and their class indices
-    (int64 array of the same length).
-    Raises DataError for a missing split folder, an unknown class folder or a
-    class folder with no images.
-    """
-    split_dir = Path(data_dir) / split
-    if not split_dir.is_dir():
-        raise DataError(f"Failed to find the folder {split_dir}: the data folder must "
-                        f"hold {split}/<class>/ image folders (see the README).")
-    paths, labels = [], []
-    for class_dir in _class_dirs(split_dir):
-        key = normalise_label(class_dir.name)
-        if key not in lookup:
-            raise DataError(f"Unknown class folder {class_dir}: rename it to one of "
-                            f"{_accepted(lookup)}, or change CLASSES in cnn_params.py "
-                            f"(or use --classes=auto).")
-        files = sorted(p for p in class_dir.iterdir() if _is_candidate(p))
-        if not files:
-            raise DataError(f"The class folder {class_dir} has no images: add some, "
-                            f"or move the empty folder out of {split_dir}.")
-        paths.extend(files)
-        labels.extend([lookup[key]] * len(files))
-    if not paths:
-        raise DataError(f"No images found under {split_dir}: put images in "
-                        f"{split_dir}/<class>/ folders.")
-    return paths, np.asarray(labels, dtype=np.int64)
-
-
-def folder_labels(root):
-    """Return the normalised names of the class folders under `root` (sorted, unique)."""
-    return sorted({normalise_label(p.name) for p in _class_dirs(root)})
-
-
-def read_labels_file(csv_path, image_column, label_column, images_dir=""):
-    """Read a CSV of image paths and labels.
-
-    Image paths may be relative to the CSV's folder or to `images_dir` inside it.
-    Returns (paths, names, excluded, unlabeled): the labelled images that exist
-    (Paths), their normalised label names, (path, reason) for every listed image
-    left out (missing file, conflicting labels), and the images in the images
-    folder that the CSV does not list (sorted Paths).
-    A row with an empty label leaves its image unlabeled.
-    Raises DataError when the CSV lacks one of the two columns or is not text.
-    """
-    import csv
-
-    csv_path = Path(csv_path)
-    base = csv_path.parent
+def _check_memory(count, size, channels, augment):
+    """Raise DataError when `count` images of `size` cannot fit in the free memory."""
+    needed = count * size * size * channels * (_AUGMENT_FACTOR if augment else 1)
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            for column in (image_column, label_column):
-                if column not in columns:
-                    raise DataError(f"{csv_path} has no column {column!r} (it has "
-                                    f"{', '.join(columns)}): set --image_column and "
-                                    f"--label_column.")
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
-                    for row in reader]
-    except UnicodeDecodeError:
-        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return  # not knowable here: let the load try
+    if needed > 0.8 * free:
+        raise DataError(f"{count} images at --image_size={size} need about "
+                        f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB "
+                        f"of free memory: lower --image_size.")
 
-    labels_of = {}  # listed image -> set of normalised labels
-    for row in rows:
-        if row[image_column] and normalise_label(row[label_column]):
-            labels_of.setdefault(row[image_column], set()).add(normalise_label(row[label_column]))
-    folders = [base / images_dir, base] if images_dir else [base]
-    paths, names, excluded = [], [], []
-    for image in sorted(labels_of):
-        found = next((f / image for f in folders if (f / image).is_file()), None)
-        if found is None:
-            excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
-        elif len(labels_of[image]) > 1:
-            excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
-                                         f"{', '.join(sorted(labels_of[image]))}"))
+
+def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
+              augment=False, **layout_options):
+    """Find the labelled images of `data_dir` and decode them (from the cache if valid).
+
+    `layout_options` are find_dataset's: labels_file, image_column, label_column,
+    images_dir, validation_fraction. Returns a dict: classes, aliases, layout,
+    train and validation (each (uint8 images [N, size, size, channels], int64
+    labels [N], paths [N])), skipped ([(path, reason)]: unreadable or excluded
+    files) and unlabeled ([Path]).
+    """
+    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
+    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
+          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
+          f"validation images listed.")
+    _check_memory(len(found["train"][0]) + len(found["validation"][0]), size, channels,
+                  augment)
+    skipped = list(found["excluded"])
+    loaded = {}
+    for split in ("train", "validation"):
+        paths, labels = found[split]
+        if cache_dir:
+            images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
+                                                         load_images)
         else:
-            paths.append(found)
-            names.append(next(iter(labels_of[image])))
-    listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
-    image_folder = next(f for f in folders if f.is_dir())  # base always is one
-    unlabeled = sorted(p for p in image_folder.iterdir()
-                       if _is_candidate(p) and p.resolve() not in listed
-                       and p.resolve() != csv_path.resolve())
-    return paths, names, excluded, unlabeled
+            images, kept, unreadable = load_images(paths, size, channels)
+        skipped += unreadable
+        loaded[split] = (images, labels[kept], [paths[i] for i in kept])
+    return {"classes": found["classes"], "aliases": found["aliases"],
+            "layout": found["layout"], **loaded, "skipped": skipped,
+            "unlabeled": found["unlabeled"]}
 
 
-def choose_classes(classes, aliases, found):
-    """Return (classes, aliases): the classes to train and the other names of each.
+def check_data(data, data_dir, strict=False):
+    """Raise DataError for loaded data that cannot be trained on.
 
-    `classes` is a list of names, or ["auto"] to take the normalised names `found`
-    in the data, sorted.
+    With `strict`, any skipped file is an error. Files byte-identical in training
+    and validation (a leak that inflates validation accuracy) get a warning.
     """
-    if list(classes) == [AUTO]:
-        if not found:
-            raise DataError("--classes=auto found no class names in the data: check "
-                            "--data_dir and its layout (see the README).")
-        found = sorted(found)
-        # A found class that is a known class or alias (happiness, feliz) also
-        # answers to that class's other names, so test files like happy.jpg count.
-        known = {normalise_label(n): [name, *(aliases or {}).get(name, [])]
-                 for name in (aliases or {}) for n in [name, *aliases[name]]}
-        return found, {f: known.get(f, []) for f in found}
-    return list(classes), dict(aliases or {})
+    skipped = data["skipped"]
+    if strict and skipped:
+        raise DataError(f"--strict=True and {len(skipped)} file(s) cannot be used, the "
+                        f"first: {skipped[0][1].rstrip('.')}; fix or remove them, or run "
+                        f"without --strict to skip them.")
+    if len(data["validation"][1]) == 0:
+        raise DataError(f"{data_dir} leaves no validation images: add some, or raise "
+                        f"--validation_fraction.")
+    counts = class_counts(data["train"][1], len(data["classes"]))
+    if not counts.all():
+        empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
+        raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
+                        f"see the skipped files above.")
+    twins = layouts.identical_files(data["train"][2], data["validation"][2])
+    if twins:
+        warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
+                      f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
+                      f"will look better than it is; remove the copies.", stacklevel=2)
+    return twins
 
 
-def stratified_split(labels, fraction, seed):
-    """Split indices into (train, validation), `fraction` of each class to validation.
-
-    Reproducible from `seed`; every class keeps at least one training image.
-    Returns two sorted int64 arrays of indices into `labels`.
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train, validation = [], []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        held = min(int(round(len(members) * fraction)), len(members) - 1)
-        validation.extend(members[:held])
-        train.extend(members[held:])
-    return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(validation, np.int64))
-
-
-def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_column="image",
-                 label_column="emotion", images_dir="images", validation_fraction=0.2,
+def balance_data(images, labels, num_classes, augment=True, noise_sigma=0.05, weigh=True,
                  seed=0):
-    """Find the labelled images of `data_dir` in any of the supported layouts.
+    """Table 1 and Equation 1 on the training set.
 
-    Layouts, tried in this order:
-      1. <data_dir>/train/<class>/* (+ <data_dir>/validation/<class>/*, or a split
-         of train when there is no validation folder);
-      2. <data_dir>/<labels_file>: a CSV with image and label columns, split;
-      3. <data_dir>/<class>/*: one class-folder tree, split.
-    Splits take `validation_fraction` of each class, reproducibly from `seed`.
-    Returns a dict: layout (str), classes (list), aliases ({class: other names}),
-    train and validation (each (paths, int64 labels)), excluded ([(path, reason)]),
-    unlabeled ([Path]).
-    Raises DataError for anything that stops training: a missing folder, an
-    unknown class or label, a class with no images.
+    Returns (images, labels, before, after, weights): the (augmented) training
+    set, images per class before and after, and {class: weight} or None.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"Failed to find the data folder {data_dir}: check --data_dir.")
-    excluded, unlabeled = [], []
-    if (data_dir / "train").is_dir():
-        layout = "train/validation class folders"
-        found = folder_labels(data_dir / "train")
-        if (data_dir / "validation").is_dir():
-            found = sorted(set(found) | set(folder_labels(data_dir / "validation")))
-        classes, aliases = choose_classes(classes, aliases, found)
-        lookup = class_lookup(classes, aliases)
-        paths, labels = list_split(data_dir, "train", lookup)
-        if (data_dir / "validation").is_dir():
-            splits = {"train": (paths, labels),
-                      "validation": list_split(data_dir, "validation", lookup)}
-        else:
-            layout = "train class folders, split"
-            splits = None
-    elif labels_file and (data_dir / labels_file).is_file():
-        layout = f"labels file {labels_file}"
-        csv_paths, names, excluded, unlabeled = read_labels_file(
-            data_dir / labels_file, image_column, label_column, images_dir)
-        classes, aliases = choose_classes(classes, aliases, sorted(set(names)))
-        lookup = class_lookup(classes, aliases)
-        unknown = sorted({n for n in names if n not in lookup})
-        if unknown:
-            raise DataError(f"{data_dir / labels_file} has label(s) {', '.join(unknown)} "
-                            f"outside the classes {', '.join(classes)}: use --classes=auto, "
-                            f"or add them to CLASSES or ALIASES in cnn_params.py.")
-        paths, labels = csv_paths, np.asarray([lookup[n] for n in names], np.int64)
-        splits = None
-    else:
-        dirs = _class_dirs(data_dir)
-        if not dirs:
-            raise DataError(f"{data_dir} holds neither train/, {labels_file or 'a labels file'} "
-                            f"nor class folders: see the README for the layouts.")
-        layout = "class folders, split"
-        classes, aliases = choose_classes(classes, aliases, folder_labels(data_dir))
-        lookup = class_lookup(classes, aliases)
-        paths, labels = list_split(data_dir.parent, data_dir.name, lookup)
-        splits = None
-
-    if splits is None:
-        train, validation = stratified_split(labels, validation_fraction, seed)
-        splits = {"train": ([paths[i] for i in train], labels[train]),
-                  "validation": ([paths[i] for i in validation], labels[validation])}
-    missing = [classes[c] for c in range(len(classes))
-               if not np.any(splits["train"][1] == c)]
-    if missing:
-        raise DataError(f"Class(es) {', '.join(missing)} have no training images in "
-                        f"{data_dir}: add images, remove them from CLASSES, or use "
-                        f"--classes=auto.")
-    return {"layout": layout, "classes": classes, "aliases": aliases, "train": splits["train"],
-            "validation": splits["validation"], "excluded": excluded,
-            "unlabeled": unlabeled}
+    before = class_counts(labels, num_classes)
+    if augment:
+        images, labels = augment_dataset(images, labels, num_classes, noise_sigma, seed)
+    after = class_counts(labels, num_classes)
+    return images, labels, before, after, (class_weights(after) if weigh else None)
 
 
-def _decode_with_pillow(data, size, channels):
-    """Decode what TensorFlow cannot (WebP, CMYK, 16-bit, EXIF-rotated...).
+def prepare_data(params, standin_dir=None):
+    """Find, load, check and balance the data that `params` name; weigh the classes.
 
-    Returns a uint8 array [height, width, channels].
+    The stand-in is generated when `params["data_dir"]` is `standin_dir` (the
+    default data folder) and absent; any other missing folder is an error.
+    Returns a dict: classes (the effective list: "auto" resolved), aliases,
+    train_images/val_images (uint8 [N, size, size, channels]),
+    train_labels/val_labels (int64 [N]), counts_before/counts_after (per class),
+    weights ({class: weight} or None), skipped ([(path, reason)]), unlabeled
+    ([Path]), leaks ([(train path, validation path)]), layout (str) and standin (bool).
+    Raises DataError for data that cannot be trained on, and with STRICT for any
+    file that would be skipped.
     """
-    import io
+    data_dir = params["data_dir"]
+    if standin_dir is not None and data_dir == standin_dir:
+        standin.ensure_standin(data_dir, params["classes"], params["standin_train_counts"],
+                               params["standin_validation_total"], params["seed"])
+    is_standin = standin.is_standin(data_dir)
+    if is_standin:
+        print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
+              f"not QIDER). Point --data_dir at QIDER to use the real data.")
+    data = load_data(data_dir, params["classes"], params["aliases"], params["image_size"],
+                     params["channels"], params["cache_dir"], params["seed"],
+                     params["augment"], labels_file=params["labels_file"],
+                     image_column=params["image_column"], label_column=params["label_column"],
+                     images_dir=params["images_dir"],
+                     validation_fraction=params["validation_fraction"])
+    leaks = check_data(data, data_dir, params["strict"])
+    train_images, train_labels, _ = data["train"]
+    train_images, train_labels, before, after, weights = balance_data(
+        train_images, train_labels, len(data["classes"]), params["augment"],
+        params["noise_sigma"], params["class_weights"], params["seed"])
+    val_images, val_labels, _ = data["validation"]
+    return {"classes": data["classes"], "aliases": data["aliases"],
+            "train_images": train_images, "train_labels": train_labels,
+            "val_images": val_images, "val_labels": val_labels,
+            "counts_before": before, "counts_after": after, "weights": weights,
+            "skipped": data["skipped"], "unlabeled": data["unlabeled"], "leaks": leaks,
+            "layout": data["layout"], "standin": is_standin}
 
-    from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as image:
-        if image.format == "JPEG":
-            # Let libjpeg decode a huge photo at a fraction of its size (never below
-            # what the resize needs), so it is never held at full size.
-            image.draft(image.mode, (size, size))
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            # 16-bit grayscale: scale to 8 bits rather than clip.
-            array = np.asarray(image, dtype=np.float64) / 257.0
-            image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
-        image = image.convert("L" if channels == 1 else "RGB")
-        array = np.asarray(image, dtype=np.uint8)
-    return array.reshape(array.shape[0], array.shape[1], channels)
+def print_class_table(classes, before, after, weights):
+    """Print the data's own Table 1 (counts before/after augmentation) and weights."""
+    width = max(8, *(len(name) for name in classes))
+    print(f"{'class':<{width}} {'before':>7} {'after':>7} {'weight':>7}")
+    for index, name in enumerate(classes):
+        weight = f"{weights[index]:.4f}" if weights else "-"
+        print(f"{name:<{width}} {before[index]:>7} {after[index]:>7} {weight:>7}")
+    print(f"{'total':<{width}} {before.sum():>7} {after.sum():>7}")
 
 
-# Formats TensorFlow decodes, by their first bytes (the report's decode_jpeg and kin).
-_TF_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM")
-_HEADER_BYTES = 65536  # enough to see a JPEG's EXIF and Adobe markers
+def load_test_set(test_dir, lookup, size, channels):
+    """Return (images, labels) of the labelled images in `test_dir`, or None if absent.
 
-
-def _tf_can_decode(head):
-    """True when TensorFlow decodes the file that starts with `head` as it should.
-
-    Not for EXIF-rotated JPEGs (TensorFlow ignores the rotation) or CMYK ones
-    (Adobe marker), which Pillow decodes correctly.
+    A file's class comes from its name (`anger.jpg`, `raiva_2.png`), as the report's
+    8 test images are named.
     """
-    if not head.startswith(_TF_MAGIC):
-        return False
-    return not (head.startswith(b"\xff\xd8") and (b"Exif\x00\x00" in head or b"Adobe" in head))
-
-
-def _resize(pixels, size):
-    """Resize (never crop) to [size, size] and round back to uint8.
-
-    Bilinear like the report's resize_images; antialias keeps large images from
-    aliasing when shrunk (QIDER's sizes vary a lot).
-    """
-    resized = tf.image.resize(pixels, (size, size), method="bilinear", antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
-
-
-def _tf_decode_resize(data, size, channels):
-    """Graph-mode decode and resize of one encoded image (scalar string tensor).
-
-    A JPEG is decoded by libjpeg at 1/8, 1/4 or 1/2 scale when that still leaves
-    `size` pixels on its shorter side: the same picture for a fraction of the work.
-    Returns uint8 [size, size, channels].
-    """
-    def jpeg():
-        shorter = tf.reduce_min(tf.image.extract_jpeg_shape(data)[:2])
-        ratios = (8, 4, 2)
-        fits = [shorter >= size * r for r in ratios] + [tf.constant(True)]
-        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=channels, ratio=r)
-                    for r in (*ratios, 1)]
-        return tf.switch_case(tf.cast(tf.argmax(tf.cast(tf.stack(fits), tf.int32)), tf.int32),
-                              branches)
-
-    def other():
-        return tf.io.decode_image(data, channels=channels, expand_animations=False)
-
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
-    pixels = tf.cond(is_jpeg, jpeg, other)
-    pixels.set_shape([None, None, channels])
-    return _resize(pixels, size)
-
-
-@functools.lru_cache(maxsize=None)
-def _tf_decoder(size, channels):
-    """One compiled decoder per image size and channel count."""
-    return tf.function(lambda data: _tf_decode_resize(data, size, channels))
-
-
-def decode_image(path, size, channels):
-    """Decode the image file at `path` by its content and resize it (never crop).
-
-    Returns a uint8 array [size, size, channels]. TensorFlow decodes JPEG, PNG,
-    BMP and GIF (first frame), as the report does; Pillow decodes the rest
-    (WebP, CMYK or EXIF-rotated JPEG, TIFF...).
-    Raises DataError when the file is empty or not a readable image.
-    """
-    data = Path(path).read_bytes()
-    if not data:
-        raise DataError(f"{path} is empty.")
-    if _tf_can_decode(data[:_HEADER_BYTES]):
-        try:
-            return _tf_decoder(size, channels)(tf.constant(data)).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-            pass  # e.g. a damaged file: let Pillow try, and name the error if it fails too
-    from PIL import UnidentifiedImageError
-
-    try:
-        pixels = _decode_with_pillow(data, size, channels)
-    except UnidentifiedImageError:
-        raise DataError(f"{path} is not a readable image (no known image format).") from None
-    except Exception as error:  # Pillow raises many types for broken files
-        raise DataError(f"{path} is not a readable image ({error}).") from None
-    return _resize(pixels, size).numpy()
-
-
-def _tf_route(path):
-    """True if TensorFlow should decode `path`, False if Pillow; a str if unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return _tf_can_decode(handle.read(_HEADER_BYTES))
-    except OSError as error:
-        return f"{path} could not be read ({error.strerror or error})."
-
-
-def load_images(paths, size, channels, workers=None):
-    """Decode and resize every file of `paths`, in parallel.
-
-    TensorFlow's own formats go through one tf.data pipeline (parallel, in graph
-    mode, a few images at full size in memory at a time); the rest, and any file
-    that pipeline fails on, are decoded one by one by decode_image.
-    Returns (images, kept, skipped): a uint8 array [K, size, size, channels] of the
-    readable files in the order of `paths`, the indices into `paths` they came
-    from (int64 [K]), and (path, reason) for every file that could not be read.
-    """
-    workers = workers or max(1, os.cpu_count() or 1)
-    paths = [str(p) for p in paths]
-    images = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
-    done = np.zeros(len(paths), dtype=bool)
-    reasons = {}
-    # Only each file's head is read here (the OS keeps it cached for the second,
-    # full read in the pipeline): holding every file's bytes would not scale.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        routes = list(pool.map(_tf_route, paths))
-    by_tf = [i for i, route in enumerate(routes) if route is True]
-    if by_tf:
-        decode = _tf_decoder(size, channels).python_function
-        dataset = (tf.data.Dataset.from_tensor_slices((by_tf, [paths[i] for i in by_tf]))
-                   .map(lambda i, path: (i, decode(tf.io.read_file(path))),
-                        num_parallel_calls=workers, deterministic=True)
-                   .ignore_errors()  # a broken file drops out; it is retried below
-                   .batch(256))
-        for indices, batch in dataset:
-            images[indices.numpy()] = batch.numpy()
-            done[indices.numpy()] = True
-    for i in np.flatnonzero(~done):
-        if isinstance(routes[i], str):
-            reasons[i] = routes[i]
-            continue
-        try:
-            images[i] = decode_image(paths[i], size, channels)
-            done[i] = True
-        except DataError as error:
-            reasons[i] = str(error)
-        except OSError as error:
-            reasons[i] = f"{paths[i]} could not be read ({error.strerror or error})."
-    skipped = [(paths[i], reasons[i]) for i in sorted(reasons)]
-    for _, reason in skipped:
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
-    kept = np.flatnonzero(done).astype(np.int64)
-    return (images if done.all() else images[kept]), kept, skipped
+    if not test_dir or not os.path.isdir(test_dir):
+        return None
+    paths = layouts.list_images([test_dir])
+    labels = [layouts.label_from_filename(p, lookup) for p in paths]
+    labelled = [p for p, label in zip(paths, labels) if label is not None]
+    if not labelled:
+        return None
+    images, kept, _ = load_images(labelled, size, channels)
+    return images, np.asarray([label for label in labels if label is not None])[kept]
 
 
 def class_counts(labels, num_classes):
@@ -559,78 +284,41 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, seed=No
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def label_from_filename(path, lookup):
-    """Return the class index a file name states (`anger.jpg`, `Raiva_02.png`), or None."""
-    stem = Path(path).stem
-    key = normalise_label(re.split(r"[^A-Za-z]", stem)[0] if stem else "")
-    return lookup.get(key, lookup.get(normalise_label(stem)))
-
-
-def list_images(sources):
-    """Expand files, folders (not recursive) and .txt lists of paths into image files.
-
-    A .txt source holds one image path a line (as a run's unlabeled.txt does).
-    Returns a list of Paths in the order given, each folder sorted.
-    Raises DataError for a path that does not exist or a folder with no files.
-    """
-    paths = []
-    for source in sources:
-        source = Path(source)
-        if source.is_dir():
-            found = sorted(p for p in source.iterdir() if _is_candidate(p))
-            if not found:
-                raise DataError(f"No images found in the folder {source}: give a folder "
-                                f"that holds image files, or the files themselves.")
-            paths.extend(found)
-        elif source.is_file() and source.suffix.lower() == ".txt":
-            lines = [line.strip() for line in source.read_text().splitlines()]
-            # A relative line is relative to the list's own folder.
-            paths.extend(list_images([source.parent / line for line in lines if line]))
-        elif source.is_file():
-            paths.append(source)
-        else:
-            raise DataError(f"Failed to find {source}: give an image file, a folder of "
-                            f"images or a .txt list of image paths.")
-    return paths
-
-
 def main(argv=None):
     """`python cnn_data.py [--name=value ...]`: the data report, without training.
 
     Prints the class counts before and after augmentation (the data's own Table 1)
     and the Equation 1 weights, and saves a grid of preprocessed examples per
     class, with one augmented example each, as RUNS_DIR/data_report-<time>.png.
+    Returns the exit status.
     """
-    import sys
     from datetime import datetime
 
-    import cnn_config
     import cnn_params
-    import cnn_plots
-    import cnn_run
-    import cnn_runs
+    from cnnlib import config, plots, runs
+    from cnnlib.errors import UserError
 
     try:
-        params, _ = cnn_config.parse_args(sys.argv[1:] if argv is None else argv,
-                                          cnn_config.defaults(cnn_params), positional=False)
-        data = cnn_run.prepare_data(params)
-    except (cnn_config.ConfigError, DataError) as error:
+        params, _ = config.parse_args(sys.argv[1:] if argv is None else argv,
+                                      config.defaults(cnn_params), positional=False)
+        runs.check_runs_dir(params["runs_dir"], params["data_dir"])
+        data = prepare_data(params, standin_dir=cnn_params.DATA_DIR)
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    cnn_run.print_class_table(data["classes"], data["counts_before"],
-                              data["counts_after"], data["weights"])
+    print_class_table(data["classes"], data["counts_before"], data["counts_after"],
+                      data["weights"])
     images, labels = data["train_images"], data["train_labels"]
     # Augmented copies follow the originals of each class: the last one is one.
     augmented = {c: images[np.flatnonzero(labels == c)[-1]]
                  for c in range(len(data["classes"]))
                  if data["counts_after"][c] > data["counts_before"][c]}
-    Path(params["runs_dir"]).mkdir(parents=True, exist_ok=True)
-    path = cnn_runs.unique_path(Path(params["runs_dir"]) /
-                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
-    cnn_plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
+    path = runs.unique_path(Path(params["runs_dir"]) /
+                            f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
+    plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
     print(f"Examples per class: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -6,37 +6,38 @@ Without paths it scores TEST_DIR (test_images/). Without --model it loads the
 latest run's model.keras. For each image it prints the predicted class and its
 probability, and the true class when the file name states one (`anger.jpg`,
 `raiva_2.png`); then accuracy and loss over the labelled images (Table 3's
-"test" column). Classes and image size come from the run's params.json, so a
-model trained on other classes is scored with its own.
+"test" column). The classes, image size and channels are always the model's own:
+saved inside the .keras file, or in its run's params.json.
 
 It also saves a figure of each image with its true and predicted class and a bar
 of the class probabilities, as predictions-<time>.png beside the model (a new
-file each time, of the first 32 images; --figure=False skips it). The classes,
-image size and channels are always the model's own, from its run's params.json.
+file each time, of the first 32 images; --figure=False skips it).
 
 Offers:
   find_models(model, runs_dir)       -> Paths of the models to score
-  run_params(model_path, defaults)   -> the parameters the model was trained with
+  trained_params(model_path, model, defaults) -> the classes and input the model was
+                                        trained with, checked against its output
   score_images(model, paths, ...)    -> (per-image results, summary, images)
   main(argv)
 """
 
-import os
 import sys
-from datetime import datetime
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
+    from cnnlib import quiet
+
+    quiet.start()
+
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import cnn_config  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-import cnn_plots  # noqa: E402
-import cnn_runs  # noqa: E402
-
+from cnnlib import config, evaluation, layouts, plots, runs  # noqa: E402
+from cnnlib.errors import ModelError, UserError  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
 
@@ -49,32 +50,49 @@ def find_models(model, runs_dir):
     """
     if model:
         return [Path(model)]
-    run_dir = cnn_runs.latest_run(runs_dir)
+    run_dir = runs.latest_run(runs_dir)
     if run_dir is None:
-        raise cnn_model.ModelError(f"No trained model found in {runs_dir}: run "
-                                   f"`python cnn_run.py` first, or give --model=PATH.")
+        raise ModelError(f"No trained model found in {runs_dir}: run `python cnn_run.py` "
+                         f"first, or give --model=PATH.")
     found = [run_dir / "model.keras"] if (run_dir / "model.keras").is_file() else sorted(
         run_dir.glob("*/model.keras"))
     if not found:
-        raise cnn_model.ModelError(f"The latest run {run_dir} has no model.keras (was it "
-                                   f"interrupted?): resume it with `python cnn_run.py "
-                                   f"--resume={run_dir}`, or give --model=PATH.")
+        raise ModelError(f"The latest run {run_dir} has no model.keras (was it interrupted?): "
+                         f"resume it with `python cnn_run.py --resume={run_dir}`, or give "
+                         f"--model=PATH.")
     return found
 
 
-def run_params(model_path, defaults):
-    """Return the parameters the model was trained with (its run's params.json).
+def trained_params(model_path, model, defaults):
+    """Return `defaults` with the classes and input size that `model` was trained with.
 
-    Looks beside the model and one folder up (a compare run's variants); falls
-    back to `defaults` for a model from elsewhere.
+    They come from inside the .keras file, else from the run's params.json beside
+    the model or one folder up (a compare run's variants), else from `defaults`
+    (--classes=... and the rest on the command line). Raises ModelError when the
+    model's output does not have one unit per class.
     """
-    for folder in (Path(model_path).parent, Path(model_path).parent.parent):
-        if (folder / "params.json").is_file():
-            return {**defaults, **cnn_runs.read_json(folder / "params.json")}
-    return defaults
+    info = cnn_model.model_info(model_path)
+    source = f"inside {model_path}"
+    if info is None:
+        for folder in (Path(model_path).parent, Path(model_path).parent.parent):
+            if (folder / "params.json").is_file():
+                info = runs.read_json(folder / "params.json", "run's parameters")
+                source = str(folder / "params.json")
+                break
+    params = {**defaults, **{k: v for k, v in (info or {}).items()
+                             if k in ("classes", "aliases", "image_size", "channels")}}
+    outputs = model.output_shape[-1]
+    if outputs != len(params["classes"]):
+        where = source if info is not None else "--classes (no params.json beside the model)"
+        raise ModelError(f"{model_path} predicts {outputs} classes but {where} names "
+                         f"{len(params['classes'])}: give its classes in order with "
+                         f"--classes=a,b,c..., or keep the model in its run folder.")
+    input_shape = model.input_shape
+    params["image_size"], params["channels"] = input_shape[1], input_shape[3]
+    return params
 
 
-def score_images(model, paths, classes, aliases, image_size, channels):
+def score_images(model, paths, classes, aliases, image_size, channels, batch_size=32):
     """Predict every image of `paths` with `model`.
 
     Returns (results, summary, images). results: one dict per readable image with
@@ -83,27 +101,25 @@ def score_images(model, paths, classes, aliases, image_size, channels):
     None when no image is labelled. images: the uint8 [N, size, size, channels]
     the model saw.
     """
-    lookup = cnn_data.class_lookup(classes, aliases)
+    lookup = layouts.class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
-    probabilities = model.predict(images, verbose=0) if len(images) else np.zeros((0, len(classes)))
+    probabilities = (model.predict(images, batch_size=batch_size, verbose=0) if len(images)
+                     else np.zeros((0, len(classes))))
     results = []
     for row, index in zip(probabilities, kept):
-        true = cnn_data.label_from_filename(paths[index], lookup)
+        true = layouts.label_from_filename(paths[index], lookup)
         best = int(np.argmax(row))
         results.append({"path": str(paths[index]), "predicted": classes[best],
                         "probability": float(row[best]),
                         "true": classes[true] if true is not None else None,
                         "true_index": true, "probabilities": row.tolist()})
-    labelled = [r for r in results if r["true_index"] is not None]
-    summary = {"labelled": len(labelled), "accuracy": None, "loss": None,
-               "skipped": skipped}
+    labelled = [i for i, r in enumerate(results) if r["true_index"] is not None]
+    summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
-        truth = np.asarray([r["true_index"] for r in labelled])
-        probs = np.asarray([r["probabilities"] for r in labelled])
-        summary["accuracy"] = float(np.mean(np.argmax(probs, axis=1) == truth))
-        # Categorical cross-entropy as Keras computes it (probabilities clipped).
-        picked = np.clip(probs[np.arange(len(truth)), truth], 1e-7, 1.0)
-        summary["loss"] = float(-np.mean(np.log(picked)))
+        scored = evaluation.score_set(model, images[labelled],
+                                      [results[i]["true_index"] for i in labelled],
+                                      len(classes), batch_size)
+        summary["accuracy"], summary["loss"] = scored["accuracy"], scored["loss"]
     return results, summary, images
 
 
@@ -125,29 +141,30 @@ def print_results(results, summary):
 
 
 def main(argv=None):
+    """`python cnn_eval.py [IMAGES ...] [--model=PATH] [--name=value ...]`; the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    defaults = {**cnn_config.defaults(cnn_params), "model": "", "figure": True}
+    defaults = {**config.defaults(cnn_params), "model": "", "figure": True}
     try:
-        params, sources = cnn_config.parse_args(argv, defaults)
+        params, sources = config.parse_args(argv, defaults)
         model_paths = find_models(params["model"], params["runs_dir"])
-        paths = cnn_data.list_images(sources or [params["test_dir"]])
+        paths = layouts.list_images(sources or [params["test_dir"]])
         for model_path in model_paths:
-            trained = run_params(model_path, params)
             model = cnn_model.load_model(model_path)
+            trained = trained_params(model_path, model, params)
             print(f"\nModel: {model_path}")
             results, summary, images = score_images(
                 model, paths, trained["classes"], trained["aliases"],
-                trained["image_size"], trained["channels"])
+                trained["image_size"], trained["channels"], params["batch_size"])
             print_results(results, summary)
             if params["figure"] and results:
-                figure = cnn_runs.unique_path(
+                figure = runs.unique_path(
                     model_path.parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
                 shown = min(len(results), FIGURE_IMAGES)
-                cnn_plots.plot_predictions(images[:shown], results[:shown],
-                                           trained["classes"], figure)
+                plots.plot_predictions(images[:shown], results[:shown], trained["classes"],
+                                       figure)
                 print(f"Figure: {figure}" + (f" (the first {shown} images)"
                                              if shown < len(results) else ""))
-    except (cnn_config.ConfigError, cnn_data.DataError, cnn_model.ModelError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -1,98 +1,166 @@
 """Build, train, evaluate, save and load the report's CNN (Table 2).
 
 Offers, in the order a run calls them:
-  build_model(layers, num_classes, ...) -> compiled keras.Model
+  check_layer_table(layer_table)            raises ModelError for an entry that cannot be built
+  build_model(layer_table, num_classes, ...) -> compiled keras.Model
   train_model(model, train, validation, ...) -> keras History
-  evaluate_model(model, dataset)          -> {"accuracy": float, "loss": float}
-  save_model(model, path) / load_model(path)
-  ModelError                              raised for a bad layer table or missing model
+  evaluate_model(model, dataset)            -> {"accuracy": float, "loss": float}
+  save_model(model, path, info)             -> a .keras file, written atomically, that
+                                               carries `info` (classes, image size) inside
+  load_model(path)                          -> keras.Model
+  model_info(path)                          -> the `info` saved inside, or None
+  ModelError                                raised for a bad layer table or model file
 
 The model takes uint8 (or float) pixels [batch, size, size, channels] and rescales
 them to [0, 1] itself, so training and inference cannot disagree on scaling.
 """
 
+import difflib
+import json
+import zipfile
 from pathlib import Path
 
+import cnnlib  # noqa: F401  (TensorFlow's log level, before Keras loads it)
 import keras
-from keras import layers as klayers
+from keras import layers
+
+from cnnlib import atomic
+from cnnlib.errors import ModelError
+
+# The keys each kind of layer-table entry may have; anything else is a typo.
+LAYER_KEYS = {
+    "conv": {"type", "units", "kernel", "pool", "dropout", "padding", "batchnorm"},
+    "dense": {"type", "units", "dropout", "batchnorm"},
+    "global_pool": {"type"},
+}
+INFO_FILE = "cnn_info.json"  # inside a saved .keras file: classes, image size, channels
 
 
-class ModelError(ValueError):
-    """The layer table cannot be built, or a saved model cannot be found."""
-
-
-def _check_layer(index, spec):
+def _check_entry(index, spec):
     """Raise ModelError naming the entry of the layer table that cannot be built."""
     where = f"Layer {index + 1} of the layer table (LAYERS or --layers)"
     if not isinstance(spec, dict):
         raise ModelError(f"{where} is {spec!r}; write each layer as a dict such as "
                          f"{{\"type\": \"dense\", \"units\": 16}}.")
     kind = spec.get("type")
-    if kind not in ("conv", "dense"):
-        raise ModelError(f"{where} has type {kind!r}; use 'conv' or 'dense'.")
+    if kind not in LAYER_KEYS:
+        raise ModelError(f"{where} has type {kind!r}; use one of "
+                         f"{', '.join(repr(k) for k in LAYER_KEYS)}.")
+    for key in spec:
+        if key not in LAYER_KEYS[kind]:
+            close = difflib.get_close_matches(str(key), LAYER_KEYS[kind], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ModelError(f"{where} has the key {key!r}{hint}; a {kind!r} layer takes "
+                             f"{', '.join(sorted(LAYER_KEYS[kind]))}.")
+    if kind != "global_pool" and "units" not in spec:
+        raise ModelError(f"{where} has no 'units'; give the number of "
+                         f"{'filters' if kind == 'conv' else 'neurons'}.")
     for key, low in (("units", 1), ("kernel", 1), ("pool", 0)):
         value = spec.get(key, low)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ModelError(f"{where} has {key} {value!r}; use a whole number of at least {low}.")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65536:
+            raise ModelError(f"{where} has {key} {value!r}; use a whole number from {low} "
+                             f"to 65536.")
     rate = spec.get("dropout", 0.0)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ModelError(f"{where} has dropout {rate!r}; use a rate from 0 up to (not "
                          f"including) 1.")
+    if spec.get("padding", "valid") not in ("valid", "same"):
+        raise ModelError(f"{where} has padding {spec['padding']!r}; use 'valid' or 'same'.")
+    if not isinstance(spec.get("batchnorm", False), bool):
+        raise ModelError(f"{where} has batchnorm {spec['batchnorm']!r}; use true or false.")
 
 
-def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
+def check_layer_table(layer_table):
+    """Raise ModelError unless `layer_table` is conv/global_pool entries, then dense ones."""
+    if not isinstance(layer_table, list) or not layer_table:
+        raise ModelError("The layer table (LAYERS or --layers) must be a non-empty list of "
+                         "layer dicts.")
+    for index, spec in enumerate(layer_table):
+        _check_entry(index, spec)
+    kinds = [spec["type"] for spec in layer_table]
+    if kinds[-1] != "dense":
+        raise ModelError("The layer table (LAYERS or --layers) must end with a 'dense' "
+                         "layer, the softmax output.")
+    first_dense = kinds.index("dense")
+    for index, kind in enumerate(kinds):
+        if kind != "dense" and index > first_dense:
+            raise ModelError(f"Layer {index + 1} of the layer table is a {kind!r} entry after "
+                             f"a 'dense' one; put conv layers (and global_pool) first.")
+        if kind == "global_pool" and index + 1 < len(kinds) and kinds[index + 1] != "dense":
+            raise ModelError(f"Layer {index + 1} of the layer table is 'global_pool', which "
+                             f"ends the conv part; put it after the last conv layer.")
+
+
+def _conv_block(x, spec, name):
+    """Conv (+ BatchNorm) + ReLU, then max-pool, as the entry `spec` says."""
+    kernel, padding = spec.get("kernel", 3), spec.get("padding", "valid")
+    if spec.get("batchnorm", False):
+        # The BatchNorm's shift replaces the conv's bias.
+        x = layers.Conv2D(spec["units"], kernel, padding=padding, use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.Activation("relu", name=f"{name}_relu")(x)
+    else:
+        x = layers.Conv2D(spec["units"], kernel, padding=padding, activation="relu",
+                          name=name)(x)
+    if spec.get("pool", 0):
+        x = layers.MaxPooling2D(spec["pool"], name=f"{name}_pool")(x)
+    return x
+
+
+def _dense_block(x, spec, name, num_classes, last):
+    """Dense (+ BatchNorm) + ReLU, or the softmax output when `last`."""
+    if last:
+        return layers.Dense(num_classes, activation="softmax", name=name)(x)
+    if spec.get("batchnorm", False):
+        x = layers.Dense(spec["units"], use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.Dense(spec["units"], activation="relu", name=name)(x)
+
+
+def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
                 learning_rate=1e-3, seed=None):
-    """Build and compile the CNN described by the layer table `layers`.
+    """Build and compile the CNN described by `layer_table`.
 
-    `layers` is a list of dicts as LAYERS in cnn_params.py. The last dense layer
-    gets softmax and `num_classes` units (whatever its 'units' says); every other
-    layer ReLU. A Flatten goes before the first dense layer. With `dropout` False
-    every dropout rate is ignored (the report's "no dropout" variant).
+    `layer_table` is a list of dicts as LAYERS in cnn_params.py. The last dense
+    layer gets softmax and `num_classes` units (whatever its 'units' says); every
+    other layer ReLU. A Flatten goes before the first dense layer unless a
+    global_pool entry ends the conv part. With `dropout` False every dropout rate
+    is ignored (the report's "no dropout" variant).
     Returns a model compiled with Adam, categorical cross-entropy and accuracy.
     Raises ModelError for a layer table that cannot be built.
     """
-    for index, spec in enumerate(layers):
-        _check_layer(index, spec)
-    if not layers or layers[-1]["type"] != "dense":
-        raise ModelError("The layer table (LAYERS or --layers) must end with a 'dense' "
-                         "layer, the softmax output.")
+    check_layer_table(layer_table)
     if seed is not None:
         keras.utils.set_random_seed(seed)
 
     inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
-    x = klayers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    conv_count = dense_count = 0
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    counts = {"conv": 0, "dense": 0}
     flat = False
-    for index, spec in enumerate(layers):
-        last = index == len(layers) - 1
-        if spec["type"] == "conv":
-            if flat:
-                raise ModelError(f"Layer {index + 1} of the layer table is a 'conv' layer after "
-                                 f"a 'dense' one; put all conv layers first.")
-            conv_count += 1
-            name = f"conv{conv_count}"
-            kernel = spec.get("kernel", 3)
+    for index, spec in enumerate(layer_table):
+        kind, last = spec["type"], index == len(layer_table) - 1
+        if kind == "global_pool":
+            x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+            flat = True
+            continue
+        counts[kind] += 1
+        name = f"{kind}{counts[kind]}"
+        if kind == "conv":
             try:
-                x = klayers.Conv2D(spec["units"], kernel, activation="relu", name=name)(x)
-                if spec.get("pool", 0):
-                    x = klayers.MaxPooling2D(spec["pool"], name=f"{name}_pool")(x)
+                x = _conv_block(x, spec, name)
             except ValueError:  # Keras: the feature map became smaller than the kernel
                 raise ModelError(f"Layer {index + 1} of the layer table leaves no pixels of "
                                  f"the {image_size}x{image_size} image; use a larger "
                                  f"--image_size, smaller kernels or fewer pools.") from None
         else:
             if not flat:
-                x = klayers.Flatten(name="flatten")(x)
+                x = layers.Flatten(name="flatten")(x)
                 flat = True
-            dense_count += 1
-            name = f"dense{dense_count}"
-            if last:
-                x = klayers.Dense(num_classes, activation="softmax", name=name)(x)
-            else:
-                x = klayers.Dense(spec["units"], activation="relu", name=name)(x)
+            x = _dense_block(x, spec, name, num_classes, last)
         rate = spec.get("dropout", 0.0)
         if dropout and rate and not last:
-            x = klayers.Dropout(rate, name=f"{name}_dropout")(x)
+            x = layers.Dropout(rate, name=f"{name}_dropout")(x)
 
     model = keras.Model(inputs, x, name="cnn_dropout" if dropout else "cnn_no_dropout")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -101,15 +169,17 @@ def build_model(layers, num_classes, image_size=96, channels=1, dropout=True,
 
 
 def train_model(model, train, validation, epochs, class_weight=None, callbacks=(),
-                verbose=1):
+                verbose=1, initial_epoch=0):
     """Fit `model` on the `train` dataset, validating on `validation` each epoch.
 
+    Epochs run from `initial_epoch` (the epochs already done) to `epochs`.
     Returns the keras History (history.history holds per-epoch accuracy, loss,
     val_accuracy and val_loss).
     """
     return model.fit(train, validation_data=validation, epochs=epochs,
-                     class_weight=class_weight, callbacks=list(callbacks),
-                     verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
+                     initial_epoch=initial_epoch, class_weight=class_weight,
+                     callbacks=list(callbacks), verbose=verbose,
+                     shuffle=False)  # the dataset shuffles itself, seeded
 
 
 def evaluate_model(model, dataset):
@@ -118,19 +188,45 @@ def evaluate_model(model, dataset):
     return {"accuracy": float(results["accuracy"]), "loss": float(results["loss"])}
 
 
-def save_model(model, path):
-    """Save `model` in the Keras format at `path` (a .keras file)."""
-    model.save(Path(path))
+def save_model(model, path, info=None):
+    """Save `model` as a .keras file at `path`, atomically, with `info` inside it.
+
+    `info` (JSON-able: classes, aliases, image_size, channels) travels with the
+    file, so a model copied out of its run folder still knows its classes.
+    """
+    with atomic.writing(path) as partial:
+        model.save(partial)
+        if info is not None:
+            with zipfile.ZipFile(partial, "a") as archive:
+                archive.writestr(INFO_FILE, json.dumps(info))
+    return Path(path)
+
+
+def _missing_model(path):
+    return ModelError(f"Failed to find the model {path}: train one first with "
+                      f"`python cnn_run.py`, or give --model=PATH to a .keras file.")
 
 
 def load_model(path):
-    """Load a model saved by save_model; raise ModelError if `path` does not exist."""
+    """Load a model saved by save_model; ModelError if it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"Failed to find the model {path}: train one first with "
-                         f"`python cnn_run.py`, or give --model=PATH to a .keras file.")
+        raise _missing_model(path)
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a file it cannot read
-        raise ModelError(f"{path} is not a model saved by this suite ({type(error).__name__}): "
-                         f"give --model=PATH to a .keras file written by cnn_run.py.") from None
+        raise ModelError(f"{path} is not a model saved by this suite, or is damaged "
+                         f"({type(error).__name__}): give --model=PATH to a .keras file "
+                         f"written by cnn_run.py.") from None
+
+
+def model_info(path):
+    """Return the info saved inside the .keras file `path`, or None if it has none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if INFO_FILE not in archive.namelist():
+                return None
+            info = json.loads(archive.read(INFO_FILE))
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+    return info if isinstance(info, dict) else None

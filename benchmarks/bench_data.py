@@ -22,9 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from cnnlib import config  # noqa: E402
 
 
 def pillow_loop(paths, size, channels):
@@ -40,22 +41,21 @@ def pillow_loop(paths, size, channels):
 
 
 def main():
-    import cnn_config
     import cnn_data
     import cnn_params
-    import cnn_run
+    from cnnlib import layouts
 
-    params, _ = cnn_config.parse_args(sys.argv[1:], cnn_config.defaults(cnn_params))
+    params, _ = config.parse_args(sys.argv[1:], config.defaults(cnn_params))
     cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     try:
         params = {**params, "cache_dir": str(cache)}
-        cnn_run.prepare_data(params)  # makes the stand-in if absent; warms the OS cache
+        cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)  # makes the stand-in if absent; warms the OS cache
         shutil.rmtree(cache)
         start = time.perf_counter()
-        data = cnn_run.prepare_data(params)
+        data = cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        cnn_run.prepare_data(params)
+        cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
         warm = time.perf_counter() - start
     finally:
         shutil.rmtree(cache, ignore_errors=True)
@@ -65,7 +65,11 @@ def main():
     print(f"cold preparation (no image cache): {cold:6.2f} s")
     print(f"warm preparation (image cache):    {warm:6.2f} s")
 
-    found = cnn_run.find_data(params)
+    found = layouts.find_dataset(
+        params["data_dir"], params["classes"], params["aliases"],
+        labels_file=params["labels_file"], image_column=params["image_column"],
+        label_column=params["label_column"], images_dir=params["images_dir"],
+        validation_fraction=params["validation_fraction"], seed=params["seed"])
     paths = list(found["train"][0]) + list(found["validation"][0])
     size, channels = params["image_size"], params["channels"]
     cnn_data.load_images(paths[:64], size, channels)  # compile the decoder once

@@ -29,9 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from cnnlib import config  # noqa: E402
 
 
 def model_flops_per_image(model):
@@ -81,12 +82,11 @@ def epoch_seconds(model, x, y=None, **fit_args):
 
 
 def main():
-    import cnn_config
     import cnn_params
 
-    defaults = {**cnn_config.defaults(cnn_params), "steps": 0, "explore": False,
+    defaults = {**config.defaults(cnn_params), "steps": 0, "explore": False,
                 "option": "", "run_memory": True}
-    params, _ = cnn_config.parse_args(sys.argv[1:], defaults)
+    params, _ = config.parse_args(sys.argv[1:], defaults)
     if params["option"]:  # a child process of --explore
         print(json.dumps(time_option(params)))
         return 0
@@ -95,12 +95,11 @@ def main():
 
     import cnn_data
     import cnn_model
-    import cnn_run
 
     if params["deterministic"]:  # as cnn_run.py does
         tf.config.experimental.enable_op_determinism()
     print(f"machine: {os.cpu_count()} cores, TensorFlow {tf.__version__}")
-    data = cnn_run.prepare_data(params)
+    data = cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
     classes = data["classes"]
     x, labels = data["train_images"], data["train_labels"]
     if params["steps"]:

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import cnn_params  # noqa: E402
+from cnnlib import config
 
 SHARED_SET = ROOT.parent / "shared" / "datasets" / "facial_expressions"
 
@@ -56,9 +57,9 @@ def tiny_data(tmp_path):
 @pytest.fixture
 def tiny_params(tiny_data, tmp_path):
     """Parameters for a fast run on `tiny_data`, writing runs under tmp_path."""
-    import cnn_config
 
-    params = cnn_config.defaults(cnn_params)
+
+    params = config.defaults(cnn_params)
     params.update(data_dir=str(tiny_data), runs_dir=str(tmp_path / "runs"),
                   cache_dir=str(tmp_path / "cache"),
                   test_dir=str(ROOT / "test_images"), epochs=1, verbose=0,

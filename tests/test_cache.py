@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-import cnn_cache
 import cnn_data
+from cnnlib import cache
 from conftest import write_image
 
 
@@ -30,7 +30,7 @@ def counting_loader():
 def load(files, tmp_path, loader, size=24, expect=None):
     """Load through the cache; return its result. bad.jpg always warns of its skip."""
     with pytest.warns(UserWarning) as record:
-        result = cnn_cache.load_cached(files, size, 1, tmp_path / "cache", loader)
+        result = cache.load_cached(files, size, 1, tmp_path / "cache", loader)
     messages = [str(w.message) for w in record]
     assert any("bad.jpg" in m for m in messages)
     if expect:
@@ -70,13 +70,20 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(files, tmp_path):
     assert calls == [6, 6] and np.array_equal(again[0], good[0])
 
 
-def test_flipped_pixels_fail_the_checksum(files, tmp_path):
+def test_a_flipped_pixel_fails_the_zip_crc_and_rebuilds(files, tmp_path):
+    import zipfile
+
     loader, calls = counting_loader()
-    load(files, tmp_path, loader)
+    good = load(files, tmp_path, loader)
     cache_file = next((tmp_path / "cache").glob("*.npz"))
-    stored = dict(np.load(cache_file))
-    stored["images"] = stored["images"].copy()
-    stored["images"][0, 0, 0, 0] ^= 0xFF
-    np.savez(cache_file, **stored)
-    load(files, tmp_path, loader, expect="unusable")
-    assert calls == [6, 6]
+    with zipfile.ZipFile(cache_file) as archive:
+        member = archive.getinfo("images.npy")
+    data = bytearray(cache_file.read_bytes())
+    # The local header (30 bytes + name + extra), the .npy header (128), then pixels.
+    name_length = int.from_bytes(data[member.header_offset + 26:member.header_offset + 28], "little")
+    extra_length = int.from_bytes(data[member.header_offset + 28:member.header_offset + 30], "little")
+    pixel = member.header_offset + 30 + name_length + extra_length + 128 + 100
+    data[pixel] ^= 0xFF
+    cache_file.write_bytes(bytes(data))
+    again = load(files, tmp_path, loader, expect="unusable")
+    assert calls == [6, 6] and np.array_equal(again[0], good[0])

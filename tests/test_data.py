@@ -6,11 +6,12 @@ from PIL import Image
 
 import cnn_data
 import cnn_params
+from cnnlib import layouts
 from conftest import make_class_folders, write_image
 
 TABLE1_BEFORE = [501, 377, 336, 746, 1618, 115, 424, 404]
 TABLE1_AFTER = [1618, 1508, 1344, 1618, 1618, 460, 1618, 1616]
-LOOKUP = cnn_data.class_lookup(cnn_params.CLASSES, cnn_params.ALIASES)
+LOOKUP = layouts.class_lookup(cnn_params.CLASSES, cnn_params.ALIASES)
 
 
 def labelled_images(counts, shape=(6, 5, 1), seed=0):
@@ -129,7 +130,7 @@ def test_decoded_pixels_match_the_file(tmp_path):
 
 def test_class_folders_with_mixed_images_load(tmp_path):
     root = make_class_folders(tmp_path / "data", per_class=4)
-    found = cnn_data.find_dataset(root, cnn_params.CLASSES, cnn_params.ALIASES)
+    found = layouts.find_dataset(root, cnn_params.CLASSES, cnn_params.ALIASES)
     assert found["classes"] == cnn_params.CLASSES
     paths, labels = found["train"]
     images, kept, skipped = cnn_data.load_images(paths, 96, 1)
@@ -142,11 +143,11 @@ def test_class_folders_with_mixed_images_load(tmp_path):
 def test_folders_may_use_portuguese_names_in_any_case(tmp_path):
     names = ["Raiva", "NOJO", "medo", "Feliz", "negativa", "Neutra", "TRISTE", "Surprise"]
     root = make_class_folders(tmp_path / "data", per_class=1, folder_names=names)
-    _, labels = cnn_data.list_split(root, "train", LOOKUP)
+    _, labels = layouts.list_split(root, "train", LOOKUP)
     assert sorted(labels.tolist()) == list(range(8))
-    paths, labels = cnn_data.list_split(root, "train", LOOKUP)
+    paths, labels = layouts.list_split(root, "train", LOOKUP)
     for path, label in zip(paths, labels):
-        assert cnn_data.normalise_label(path.parent.name) in (
+        assert layouts.normalise_label(path.parent.name) in (
             [cnn_params.CLASSES[label]] + cnn_params.ALIASES[cnn_params.CLASSES[label]])
 
 
@@ -154,20 +155,20 @@ def test_unknown_class_folder_is_an_error_listing_accepted_names(tmp_path):
     root = make_class_folders(tmp_path / "data", per_class=1)
     write_image(root / "train" / "bored" / "a.jpg", (20, 20))
     with pytest.raises(cnn_data.DataError, match="Unknown class folder .*bored") as error:
-        cnn_data.list_split(root, "train", LOOKUP)
+        layouts.list_split(root, "train", LOOKUP)
     assert "raiva" in str(error.value) and "surprise" in str(error.value)
 
 
 def test_missing_split_folder_is_an_error(tmp_path):
     with pytest.raises(cnn_data.DataError, match="Failed to find the folder .*train"):
-        cnn_data.list_split(tmp_path, "train", LOOKUP)
+        layouts.list_split(tmp_path, "train", LOOKUP)
 
 
 def test_non_image_files_are_passed_over_quietly(tmp_path):
     root = make_class_folders(tmp_path / "data", per_class=1)
     (root / "train" / "anger" / "notes.txt").write_text("hello")
     (root / "train" / "anger" / ".DS_Store").write_bytes(b"\0\0")
-    paths, _ = cnn_data.list_split(root, "train", LOOKUP)
+    paths, _ = layouts.list_split(root, "train", LOOKUP)
     assert len(paths) == 8
 
 
@@ -201,4 +202,4 @@ def test_make_dataset_batches_uint8_images_and_one_hot_labels():
     ("photo_12.jpg", None), ("happy-3.bmp", 3),
 ])
 def test_label_from_filename(name, expected):
-    assert cnn_data.label_from_filename(name, LOOKUP) == expected
+    assert layouts.label_from_filename(name, LOOKUP) == expected

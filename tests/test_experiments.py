@@ -9,9 +9,8 @@ import pytest
 import cnn_data
 import cnn_model
 import cnn_params
-import cnn_report
 import cnn_run
-import cnn_runs
+from cnnlib import layouts, report, runs
 from conftest import write_image
 
 
@@ -32,7 +31,7 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
         for name in ("model.keras", "best.keras", "curves.png", "confusion.png",
                      "confusion.csv", "per_class.csv", "history.csv", "metrics.json"):
             assert (run_dir / variant / name).is_file(), f"{variant}/{name}"
-        assert len(cnn_runs.read_history(run_dir / variant / "history.csv")["epoch"]) == 2
+        assert len(runs.read_history(run_dir / variant / "history.csv")["epoch"]) == 2
 
     with (run_dir / "table3.csv").open() as handle:
         header, acc, loss = list(csv.reader(handle))
@@ -41,9 +40,9 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
     assert acc[0] == "ACC" and loss[0] == "LOSS"
 
     # Table 3 equals a fresh evaluate of the saved models on the same sets.
-    params = cnn_runs.read_json(run_dir / "params.json")
-    data = cnn_run.prepare_data(params)
-    test = cnn_run.load_test_set(params["test_dir"], cnn_data.class_lookup(
+    params = runs.read_json(run_dir / "params.json")
+    data = cnn_data.prepare_data(params)
+    test = cnn_data.load_test_set(params["test_dir"], layouts.class_lookup(
         cnn_params.CLASSES, cnn_params.ALIASES), 32, 1)
     sets = {"train": (data["train_images"], data["train_labels"]),
             "validation": (data["val_images"], data["val_labels"]), "test": test}
@@ -63,9 +62,9 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
 
 def test_per_class_scores_make_a_one_class_model_obvious():
     true = np.array([0, 0, 1, 1, 2, 2])
-    matrix = cnn_report.confusion_matrix(true, np.zeros(6, dtype=int), 3)
+    matrix = report.confusion_matrix(true, np.zeros(6, dtype=int), 3)
     assert matrix.tolist() == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
-    scores = cnn_report.per_class_scores(matrix)
+    scores = report.per_class_scores(matrix)
     assert scores[0]["recall"] == 1.0 and scores[0]["precision"] == pytest.approx(1 / 3)
     assert [s["f1"] for s in scores[1:]] == [0.0, 0.0]
     assert [s["support"] for s in scores] == [2, 2, 2]
@@ -86,35 +85,28 @@ def epochs_started(record):
 def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     tiny_params.update(epochs=3)
     whole = cnn_run.run(tiny_params)
-    whole_history = cnn_runs.read_history(whole / "history.csv")
+    whole_history = runs.read_history(whole / "history.csv")
 
     with pytest.raises(KeyboardInterrupt):
         cnn_run.run(tiny_params, extra_callbacks=[interrupt_after_first_epoch()])
     cut = sorted(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and p != whole)[0]
-    assert cnn_runs.read_history(cut / "history.csv")["epoch"] == [1.0]
+    assert runs.read_history(cut / "history.csv")["epoch"] == [1.0]
     assert (cut / "model.keras").is_file()  # the finished epoch was kept
     assert not (cut / "metrics.json").exists()
 
-    first_row = cnn_runs.read_history(cut / "history.csv")
+    first_row = runs.read_history(cut / "history.csv")
     started = []
     resumed = cnn_run.run({**tiny_params, "resume": cut.name},
                           extra_callbacks=[epochs_started(started)])
     assert resumed == cut
     assert started == [1, 2]  # it went on from the finished epoch, not from scratch
-    history = cnn_runs.read_history(cut / "history.csv")
+    history = runs.read_history(cut / "history.csv")
     assert history["epoch"] == [1.0, 2.0, 3.0]
     assert history["seconds"][0] == first_row["seconds"][0]  # epoch 1's row is the original
     for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
         assert history[key][0] == pytest.approx(whole_history[key][0], abs=1e-6)
     assert (cut / "metrics.json").is_file()
     assert not (cut / "backup").exists()  # Keras removes its backup once finished
-
-
-def test_same_seed_same_history(tiny_params):
-    first = cnn_runs.read_history(cnn_run.run({**tiny_params, "epochs": 2}) / "history.csv")
-    second = cnn_runs.read_history(cnn_run.run({**tiny_params, "epochs": 2}) / "history.csv")
-    for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
-        assert first[key] == second[key]
 
 
 def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):

@@ -43,7 +43,7 @@ def test_output_follows_the_number_of_classes():
 @pytest.mark.parametrize("layers, message", [
     ([{"type": "conv", "units": 4}], "must end with a 'dense'"),
     ([{"type": "pool", "units": 4}, {"type": "dense", "units": 8}], "type 'pool'"),
-    ([{"type": "dense", "units": 0}, {"type": "dense", "units": 8}], "whole number of at least 1"),
+    ([{"type": "dense", "units": 0}, {"type": "dense", "units": 8}], "whole number from 1 to"),
     ([{"type": "dense", "units": 4, "dropout": 1.5}, {"type": "dense", "units": 8}], "dropout"),
     ([{"type": "dense", "units": 4}, {"type": "conv", "units": 4},
       {"type": "dense", "units": 8}], "after a 'dense'"),

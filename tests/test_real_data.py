@@ -11,6 +11,7 @@ from PIL import Image
 import cnn_data
 import cnn_params
 import cnn_run
+from cnnlib import layouts
 from conftest import SHARED_SET, make_class_folders, write_image
 
 CLASSES, ALIASES = cnn_params.CLASSES, cnn_params.ALIASES
@@ -47,7 +48,7 @@ def bad_files(folder):
 
 def test_each_bad_file_is_read_or_skipped_by_name(tmp_path):
     expected = bad_files(tmp_path / "files")
-    paths = cnn_data.list_images([tmp_path / "files"])
+    paths = layouts.list_images([tmp_path / "files"])
     assert sorted(p.name for p in paths) == sorted(expected)  # notes.txt passed over
     before = {p.name: p.read_bytes() for p in (tmp_path / "files").iterdir()}
     with pytest.warns(UserWarning):
@@ -111,7 +112,7 @@ def test_labels_file_with_mixed_case_conflicts_and_unlabeled(tmp_path):
     rows.append("1,missing.jpg,anger")      # listed, not on disk
     write_image(data / "images" / "extra.jpg", (20, 20))  # on disk, not listed
     write_legend(data, rows)
-    found = cnn_data.find_dataset(data, ["auto"], {}, validation_fraction=0.25, seed=3)
+    found = layouts.find_dataset(data, ["auto"], {}, validation_fraction=0.25, seed=3)
     assert found["classes"] == ["anger", "happiness", "sadness"]
     reasons = dict(found["excluded"])
     assert any("f0.jpg" in p and "conflicting labels anger, surprise" in r
@@ -129,13 +130,13 @@ def test_blank_labels_and_images_beside_the_csv_are_unlabeled(tmp_path):
     for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         write_image(data / name, (20, 20))
     write_legend(data, ["1,a.jpg,Happiness", "1,b.jpg,sad", "1,c.jpg,  "])
-    found = cnn_data.find_dataset(data, ["auto"], ALIASES, images_dir="", validation_fraction=0.5)
+    found = layouts.find_dataset(data, ["auto"], ALIASES, images_dir="", validation_fraction=0.5)
     assert found["classes"] == ["happiness", "sad"]
     assert [p.name for p in found["unlabeled"]] == ["c.jpg", "d.jpg"]
     # Found classes keep the other names of the class they match: happy.jpg counts.
-    lookup = cnn_data.class_lookup(found["classes"], found["aliases"])
-    assert cnn_data.label_from_filename("happy.jpg", lookup) == 0
-    assert cnn_data.label_from_filename("triste_2.jpg", lookup) == 1
+    lookup = layouts.class_lookup(found["classes"], found["aliases"])
+    assert layouts.label_from_filename("happy.jpg", lookup) == 0
+    assert layouts.label_from_filename("triste_2.jpg", lookup) == 1
 
 
 def test_a_label_outside_the_classes_is_an_error_unless_auto(tmp_path):
@@ -144,9 +145,9 @@ def test_a_label_outside_the_classes_is_an_error_unless_auto(tmp_path):
     write_image(data / "images" / "b.jpg", (20, 20))
     write_legend(data, ["1,a.jpg,anger", "1,b.jpg,contempt"])
     with pytest.raises(cnn_data.DataError, match="contempt.*--classes=auto"):
-        cnn_data.find_dataset(data, CLASSES, ALIASES)
+        layouts.find_dataset(data, CLASSES, ALIASES)
     with pytest.raises(cnn_data.DataError, match="no column 'label'"):
-        cnn_data.find_dataset(data, CLASSES, ALIASES, label_column="label")
+        layouts.find_dataset(data, CLASSES, ALIASES, label_column="label")
 
 
 def test_single_class_tree_is_split_and_a_one_image_class_still_trains(tmp_path):
@@ -155,11 +156,11 @@ def test_single_class_tree_is_split_and_a_one_image_class_still_trains(tmp_path)
         write_image(data / "Happy" / f"{i}.png", (25, 25), "L", "PNG", seed=i)
         write_image(data / "sad" / f"{i}.jpg", (25, 35), "RGB", "JPEG", seed=50 + i)
     write_image(data / "Fear" / "only.jpg", (25, 25))
-    found = cnn_data.find_dataset(data, ["auto"], {}, validation_fraction=0.3, seed=1)
+    found = layouts.find_dataset(data, ["auto"], {}, validation_fraction=0.3, seed=1)
     assert found["classes"] == ["fear", "happy", "sad"]
     assert np.bincount(found["train"][1]).tolist() == [1, 7, 7]
     assert np.bincount(found["validation"][1], minlength=3).tolist() == [0, 3, 3]
-    again = cnn_data.find_dataset(data, ["auto"], {}, validation_fraction=0.3, seed=1)
+    again = layouts.find_dataset(data, ["auto"], {}, validation_fraction=0.3, seed=1)
     assert [p.name for p in again["validation"][0]] == [p.name for p in found["validation"][0]]
 
 
@@ -168,13 +169,13 @@ def test_a_class_folder_with_no_images_is_an_error(tmp_path):
     for f in (data / "train" / "fear").iterdir():
         shutil.move(f, tmp_path / f.name)  # empty the folder (our own test data)
     with pytest.raises(cnn_data.DataError, match="fear has no images"):
-        cnn_data.find_dataset(data, CLASSES, ALIASES)
+        layouts.find_dataset(data, CLASSES, ALIASES)
 
 
 def test_a_declared_class_without_images_is_an_error(tmp_path):
     data = make_class_folders(tmp_path / "data", per_class=1, classes=CLASSES[:7])
     with pytest.raises(cnn_data.DataError, match="surprise have no training images"):
-        cnn_data.find_dataset(data, CLASSES, ALIASES)
+        layouts.find_dataset(data, CLASSES, ALIASES)
 
 
 def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp_path):
@@ -182,12 +183,12 @@ def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp
     (data / "train" / "anger" / "broken.jpg").write_bytes(b"\xff\xd8 broken")
     tiny_params["data_dir"] = str(data)
     with pytest.warns(UserWarning, match="broken.jpg"):
-        prepared = cnn_run.prepare_data(tiny_params)
+        prepared = cnn_data.prepare_data(tiny_params)
     assert [p.split("/")[-1] for p, _ in prepared["skipped"]] == ["broken.jpg"]
     assert prepared["counts_before"].tolist() == [3] * 8
     with pytest.raises(cnn_data.DataError, match="--strict=True and 1 file.*broken.jpg.*without --strict"):
         with pytest.warns(UserWarning):
-            cnn_run.prepare_data({**tiny_params, "strict": True})
+            cnn_data.prepare_data({**tiny_params, "strict": True})
 
 
 # ---------------------------------------------------------------- the shared real set
@@ -199,7 +200,7 @@ needs_shared = pytest.mark.skipif(not (SHARED_SET / "legend.csv").is_file(),
 @needs_shared
 def test_shared_set_is_read_as_it_is():
     # Reads ../shared/datasets/facial_expressions in place (never copied).
-    found = cnn_data.find_dataset(SHARED_SET, ["auto"], {}, seed=0)
+    found = layouts.find_dataset(SHARED_SET, ["auto"], {}, seed=0)
     assert found["classes"] == ["anger", "contempt", "disgust", "fear", "happiness",
                                 "neutral", "sadness", "surprise"]
     assert any("conflicting labels" in reason for _, reason in found["excluded"])
@@ -207,7 +208,7 @@ def test_shared_set_is_read_as_it_is():
     total = len(found["train"][0]) + len(found["validation"][0])
     assert total == 2330 - 5 - len(found["excluded"])
     with pytest.raises(cnn_data.DataError, match="contempt"):
-        cnn_data.find_dataset(SHARED_SET, CLASSES, ALIASES)
+        layouts.find_dataset(SHARED_SET, CLASSES, ALIASES)
 
 
 @needs_shared
@@ -254,6 +255,6 @@ def test_list_images_reads_folders_files_and_txt_lists(tmp_path):
     b = write_image(folder / "b.png", (20, 20), fmt="PNG")
     listing = tmp_path / "list.txt"
     listing.write_text(f"{a}\n\n{b}\n")
-    assert cnn_data.list_images([listing, folder, a]) == [a, b, b, a]
+    assert layouts.list_images([listing, folder, a]) == [a, b, b, a]
     with pytest.raises(cnn_data.DataError, match="Failed to find .*nothing.jpg"):
-        cnn_data.list_images([tmp_path / "nothing.jpg"])
+        layouts.list_images([tmp_path / "nothing.jpg"])

@@ -12,7 +12,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-import cnn_runs
+from cnnlib import layouts, runs, standin
 from conftest import ROOT, write_image
 
 
@@ -32,15 +32,17 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     for name in ("model.keras", "best.keras", "params.json", "history.csv",
                  "metrics.json", "curves.png"):
         assert (run_dir / name).is_file(), name
-    assert cnn_runs.latest_run(tiny_params["runs_dir"]) == run_dir
+    assert runs.latest_run(tiny_params["runs_dir"]) == run_dir
     saved = json.loads((run_dir / "params.json").read_text())
     assert saved["epochs"] == 1 and saved["image_size"] == 32
-    history = cnn_runs.read_history(run_dir / "history.csv")
+    history = runs.read_history(run_dir / "history.csv")
     assert history["epoch"] == [1.0]
     assert {"accuracy", "loss", "val_accuracy", "val_loss", "seconds"} <= set(history)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) >= {"train", "validation", "test"}
-    assert 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+    # Table 3's validation column is the trained model's, as the last epoch saw it.
+    assert metrics["validation"]["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    assert metrics["validation"]["loss"] == pytest.approx(history["val_loss"][-1], rel=1e-4)
     out = capsys.readouterr().out
     # Table 1 of this data: 3 per class before, capped at 3 after (all equal).
     assert re.search(r"anger\s+3\s+3\s+1.0000", out)
@@ -57,7 +59,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
 
     # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
-    paths = cnn_data.list_images([test_dir])
+    paths = layouts.list_images([test_dir])
     results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
                                                 cnn_params.ALIASES, 32, 1)
     labelled = [r["probabilities"] for r in results if r["true"] is not None]
@@ -69,29 +71,47 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
 def test_a_second_run_never_touches_the_first(tiny_params):
     first = cnn_run.run(tiny_params)
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
-    second = cnn_run.run({**tiny_params, "epochs": 2, "tensorboard": True,
-                          "early_stopping": 1})
+    second = cnn_run.run({**tiny_params, "epochs": 2, "tensorboard": True})
     assert second != first
     assert list((second / "tensorboard").rglob("events.out.tfevents*"))
     assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
-    assert cnn_runs.latest_run(tiny_params["runs_dir"]) == second
+    assert runs.latest_run(tiny_params["runs_dir"]) == second
 
 
-def test_same_seed_gives_the_same_model(tiny_params, tmp_path):
+def test_same_seed_gives_the_same_history_and_model(tiny_params):
     x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
-    predictions = []
+    histories, predictions = [], []
     for _ in range(2):
-        run_dir = cnn_run.run(tiny_params)
-        model = cnn_model.load_model(run_dir / "model.keras")
-        predictions.append(model.predict(x, verbose=0))
+        run_dir = cnn_run.run({**tiny_params, "epochs": 2})
+        histories.append(runs.read_history(run_dir / "history.csv"))
+        predictions.append(cnn_model.load_model(run_dir / "model.keras").predict(x, verbose=0))
+    for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
+        assert histories[0][key] == histories[1][key], key
     np.testing.assert_allclose(predictions[0], predictions[1], atol=1e-6)
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_params):
+    # A learning rate this high makes the validation loss stop improving at once.
+    params = {**tiny_params, "epochs": 8, "early_stopping": 1, "learning_rate": 0.05}
+    run_dir = cnn_run.run(params)
+    history = runs.read_history(run_dir / "history.csv")
+    best = int(np.argmin(history["val_loss"]))
+    assert len(history["epoch"]) < 8
+    assert best == len(history["epoch"]) - 2  # patience 1: one epoch past the best
+    data = cnn_data.prepare_data(params)
+    validation = cnn_data.make_dataset(data["val_images"], data["val_labels"], 8, 32)
+    saved = cnn_model.evaluate_model(cnn_model.load_model(run_dir / "model.keras"), validation)
+    assert saved["loss"] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    assert runs.read_state(run_dir) == {"epochs_done": len(history["epoch"]), "epochs": 8,
+                                        "finished": True,
+                                        "best_val_loss": pytest.approx(min(history["val_loss"]))}
 
 
 def test_missing_data_folder_is_one_clear_error(tmp_path, capsys):
     code = cnn_run.main([f"--data_dir={tmp_path / 'nowhere'}", f"--runs_dir={tmp_path}"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "Failed to find the data folder" in err and "nowhere" in err
+    assert "The data folder" in err and "nowhere does not exist" in err
     assert not (tmp_path / "nowhere").exists()  # never falls back to the stand-in
 
 
@@ -112,10 +132,10 @@ def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkey
     tiny_params.update(data_dir=cnn_params.DATA_DIR,
                        standin_train_counts=[3, 2, 2, 2, 4, 1, 2, 2],
                        standin_validation_total=18)
-    data = cnn_run.prepare_data(tiny_params)
+    data = cnn_data.prepare_data(tiny_params, standin_dir=cnn_params.DATA_DIR)
     out = capsys.readouterr().out
     assert "synthetic stand-in for QIDER" in out
-    assert cnn_data.is_standin(tmp_path / cnn_params.DATA_DIR)
+    assert standin.is_standin(tmp_path / cnn_params.DATA_DIR)
     assert data["standin"]
     assert data["counts_before"].tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
     assert data["counts_after"].tolist() == [4, 4, 4, 4, 4, 4, 4, 4]

@@ -4,22 +4,23 @@ Offers:
   cache_key(paths, size, channels) -> hex key of the files (paths, sizes, modification
                                       times) and of the preprocessing that made them
   load_cached(paths, size, channels, cache_dir, loader)
-                                   -> (images, kept, skipped) as cnn_data.load_images
+                                   -> (images, kept, skipped) as decode.load_images
                                       returns them, from the cache when it is valid
 
-A cache file is trusted only when its stored key and checksum match: a changed
-file, size, channel count, library version or a damaged cache file makes it
-rebuild. The cache lives in its own folder (CACHE_DIR, git-ignored) and holds
+A cache file is trusted only when its stored key matches: a changed file, size,
+channel count or library version makes it rebuild. A damaged file fails in
+np.load (a zip checks its own CRC) and is rebuilt too. It is written atomically. The cache lives in its own folder (CACHE_DIR, git-ignored) and holds
 only what the suite computed; deleting it is always safe.
 """
 
 import hashlib
 import os
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
+
+from cnnlib import atomic
 
 # Bump when the preprocessing code changes what a file decodes to.
 CACHE_VERSION = 1
@@ -42,10 +43,6 @@ def cache_key(paths, size, channels):
     return digest.hexdigest()
 
 
-def _checksum(images):
-    return np.uint32(zlib.crc32(np.ascontiguousarray(images).data))
-
-
 def _read(path, key):
     """Return (images, kept, skipped) from the cache file `path`, or None if unusable."""
     try:
@@ -53,8 +50,8 @@ def _read(path, key):
             if str(stored["key"]) != key:
                 return None
             images, kept = stored["images"], stored["kept"]
-            if len(images) != len(kept) or _checksum(images) != stored["checksum"]:
-                raise ValueError("checksum or length mismatch")
+            if len(images) != len(kept):
+                raise ValueError("images and indices differ in length")
             skipped = list(zip(stored["skipped_paths"].tolist(),
                                stored["skipped_reasons"].tolist()))
             return images, kept, skipped
@@ -67,18 +64,16 @@ def _read(path, key):
 def _write(path, key, images, kept, skipped):
     """Write the cache file atomically: a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, key=np.asarray(key), images=images, kept=kept,
-             checksum=_checksum(images),
-             skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
-             skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
-    os.replace(partial, path)
+    with atomic.writing(path) as partial:
+        np.savez(partial, key=np.asarray(key), images=images, kept=kept,
+                 skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
+                 skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
 
 
 def load_cached(paths, size, channels, cache_dir, loader):
     """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
 
-    The result is (images, kept, skipped) as cnn_data.load_images returns it.
+    The result is (images, kept, skipped) as decode.load_images returns it.
     The files' skipped reasons are stored too, so a cached run warns of the same
     skipped files.
     """

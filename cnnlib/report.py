@@ -10,9 +10,12 @@ Offers:
 """
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
+
+from cnnlib import atomic
 
 SPLITS = ("train", "validation", "test")
 
@@ -44,12 +47,17 @@ def per_class_scores(matrix):
 
 def write_scores(path, classes, scores):
     """Write one CSV row per class: class, precision, recall, f1, support."""
-    with Path(path).open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "precision", "recall", "f1", "support"])
-        for name, s in zip(classes, scores):
-            writer.writerow([name, f"{s['precision']:.4f}", f"{s['recall']:.4f}",
-                             f"{s['f1']:.4f}", s["support"]])
+    rows = [["class", "precision", "recall", "f1", "support"]]
+    rows += [[name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}",
+              s["support"]] for name, s in zip(classes, scores)]
+    atomic.write_text(path, _csv_text(rows))
+
+
+def _csv_text(rows):
+    """Return `rows` as CSV text."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def format_scores(classes, scores):
@@ -81,9 +89,8 @@ def write_table3(folder, results):
     """Write Table 3 as table3.md (Markdown) and table3.csv in `folder`."""
     header, rows = table3_rows(results)
     folder = Path(folder)
-    with (folder / "table3.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([header, *rows])
+    atomic.write_text(folder / "table3.csv", _csv_text([header, *rows]))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    (folder / "table3.md").write_text("\n".join(lines) + "\n")
+    atomic.write_text(folder / "table3.md", "\n".join(lines) + "\n")
     return folder / "table3.md"

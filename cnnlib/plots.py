@@ -1,6 +1,6 @@
 """Figures, drawn with matplotlib's non-interactive backend and saved as PNG.
 
-Offers:
+Every figure is written atomically (a temporary file, then a rename). Offers:
   plot_history(history, path, title)     -> the report's Figure 1/2: accuracy on the
                                             left, loss on the right, train and validation
   plot_overlay(histories, path)          -> validation curves of several variants
@@ -14,6 +14,15 @@ import matplotlib
 matplotlib.use("Agg")  # no screen needed; figures only go to files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from cnnlib import atomic  # noqa: E402
+
+
+def _save(figure, path):
+    """Save `figure` as a PNG at `path`, atomically, and free it."""
+    with atomic.writing(path) as partial:
+        figure.savefig(partial, dpi=100, format="png")
+    plt.close(figure)
 
 
 def plot_history(history, path, title=""):
@@ -36,8 +45,7 @@ def plot_history(history, path, title=""):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -57,8 +65,7 @@ def plot_overlay(histories, path):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -86,8 +93,7 @@ def plot_confusion(matrix, classes, path, title="Validation confusion matrix"):
     axis.set_ylabel("true class")
     axis.set_title(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -127,8 +133,7 @@ def plot_predictions(images, results, classes, path):
         bar_axis.set_xlim(0, 1)
         bar_axis.tick_params(axis="x", labelsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -159,6 +164,5 @@ def plot_examples(images, labels, classes, path, per_class=6, augmented=None):
     if augmented:
         axes[0, -1].set_title("augmented", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
     return path

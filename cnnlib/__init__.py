@@ -1,0 +1,30 @@
+"""What the report's five scripts use: one package below them, never importing them back.
+
+Modules, roughly in the order a run uses them:
+  quiet           TensorFlow's log level and its known harmless start-up notices
+  errors          UserError and its kinds: one sentence for a user's mistake
+  config          `--name=value` overrides and configuration files, type-checked
+  atomic          files written whole or not at all (temporary name, then rename)
+  layouts         finding labelled images: split class folders, a labels CSV, one tree
+  decode          decoding and resizing image files by their content
+  cache           the disk cache of decoded images
+  standin         the synthetic stand-in for QIDER: counts, writing, the test images
+  standin_faces   drawing the stand-in's cartoon faces
+  runs            run folders, params and history files, the latest run, run state
+  checkpoints     the end-of-epoch writes of a training run (model, best, history, state)
+  evaluation      predictions of a model on a labelled set, and the files recording them
+  report          confusion matrix, per-class scores, Table 3
+  plots           figures (matplotlib, PNG)
+
+Data flows one way: cnn_params -> cnn_data -> cnn_model -> cnn_run / cnn_eval, and
+each of them may use this package; nothing here imports one of those scripts.
+"""
+
+import os
+
+# TensorFlow reads its log level once, when it loads: set it here, before anything
+# imports it. CNN_TF_LOGS=1 brings all of TensorFlow's own lines back (see quiet.py).
+if os.environ.get("CNN_TF_LOGS") == "1":
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

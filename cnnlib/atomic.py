@@ -1,0 +1,61 @@
+"""Files written whole or not at all: a reader, or a run killed at any instant, sees
+the old file or the new one, never a part.
+
+Offers:
+  writing(path)            context manager: yields a temporary path beside `path`;
+                           on success it is flushed to disk and renamed onto `path`
+  write_text(path, text)   a text file, atomically
+  write_json(path, data)   indented JSON, atomically
+  copy_file(source, path)  a copy of `source` at `path`, atomically
+
+The temporary name starts with "." and keeps the suffix (Keras and matplotlib pick
+the format from it), so it is never mistaken for a finished file.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+def _sync(path):
+    """Flush `path`'s bytes to the disk, so the rename cannot land before the data."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Yield a temporary Path beside `path`; rename it onto `path` when the block ends.
+
+    If the block raises, the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        yield partial
+        _sync(partial)
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def write_text(path, text):
+    """Write `text` to `path` atomically. Returns `path`."""
+    with writing(path) as partial:
+        partial.write_text(text)
+    return path
+
+
+def write_json(path, data):
+    """Write `data` as indented JSON at `path`, atomically. Returns `path`."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def copy_file(source, path):
+    """Copy the file `source` to `path` atomically. Returns `path`."""
+    with writing(path) as partial:
+        shutil.copyfile(source, partial)
+    return path

@@ -1,0 +1,232 @@
+"""Parameters from `cnn_params.py`, a configuration file and the command line, checked.
+
+Offers:
+  defaults(module)                  -> {lower-case name: value} of the module's UPPER_CASE values
+  parse_args(argv, defaults, ...)   -> (params, positional arguments)
+  read_config_file(path, defaults)  -> {name: value} set by a configuration file
+  check_values(params)              raises ConfigError for a value outside its range
+
+A configuration file (nanoGPT's config/*.py) is plain Python that assigns some of
+the UPPER_CASE names of cnn_params.py; `--name=value` on the command line then
+overrides both. `--name=value` sets `name` (the lower-case form of a parameter).
+The value must fit the default's type: int, float (an int is fine), bool
+(true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]');
+a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
+"""
+
+import ast
+import json
+import math
+from pathlib import Path
+
+from cnnlib.errors import ConfigError
+
+
+def defaults(module):
+    """Return {lower-case name: value} for every UPPER_CASE value of `module`."""
+    return {name.lower(): getattr(module, name) for name in dir(module)
+            if name.isupper() and not name.startswith("_")}
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _convert(name, text, default):
+    """Return `text` converted to the type of `default`, or raise ConfigError."""
+    def bad(expected):
+        return ConfigError(f"--{name}={text}: expected {expected} "
+                           f"(the default is {default!r}).")
+
+    if isinstance(default, bool):  # before int: bool is a subclass of int
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise bad("true or false")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise bad("a whole number") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise bad("a number") from None
+    if isinstance(default, (list, dict)):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            if isinstance(default, list) and all(isinstance(v, str) for v in default):
+                # A list of names may be written plainly: --classes=auto, --classes=a,b
+                return [part.strip() for part in text.split(",") if part.strip()]
+            raise bad(f"a JSON {type(default).__name__}") from None
+        if not isinstance(value, type(default)):
+            raise bad(f"a JSON {type(default).__name__}")
+        return value
+    return text
+
+
+def _fits_type(value, default):
+    """True when `value` may stand where `default` stands (an int may be a float)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not (
+        isinstance(value, bool) and not isinstance(default, bool))
+
+
+def read_config_file(path, defaults):
+    """Return {lower-case name: value} of the UPPER_CASE names a configuration file sets.
+
+    The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`), run in a
+    namespace of its own. Raises ConfigError naming the file and line for a name
+    that is not a parameter, a value of the wrong type, or a file that is missing
+    or does not run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Failed to find the configuration file {path}: give the path "
+                          f"of a .py file such as configs/report.py.")
+    source = path.read_text()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as error:
+        raise ConfigError(f"{path}, line {error.lineno}: not valid Python "
+                          f"({error.msg}).") from None
+    lines = {}
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        for target in targets:
+            if isinstance(target, ast.Name):
+                name = target.id
+                if name.isupper() and name.lower() not in defaults:
+                    raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
+                                      f"of cnn_params.py; check its spelling.")
+                lines.setdefault(name, node.lineno)
+    namespace = {}
+    try:
+        exec(compile(tree, str(path), "exec"), namespace)  # noqa: S102 - the user's own file
+    except Exception as error:
+        raise ConfigError(f"{path} does not run: {type(error).__name__}: {error}.") from None
+    values = {}
+    for name, line in lines.items():
+        key, value = name.lower(), namespace[name]
+        if not _fits_type(value, defaults[key]):
+            raise ConfigError(f"{path}, line {line}: {name} = {value!r} should be a "
+                              f"{type(defaults[key]).__name__}, like its default "
+                              f"{defaults[key]!r}.")
+        values[key] = float(value) if isinstance(defaults[key], float) else value
+    return values
+
+
+def parse_args(argv, defaults, positional=True):
+    """Apply configuration files, then `--name=value` overrides, to a copy of `defaults`.
+
+    Arguments ending in `.py` are configuration files, applied in order before
+    any `--name=value`. Returns (params, positional): the effective parameters
+    and the other arguments that do not start with `--`, in order (e.g. image
+    paths for cnn_eval.py). When a configuration file was given, params also
+    holds "config_file" (its path) and "config_values" (what it set).
+    Raises ConfigError for an unknown name (listing the known ones), a bad value
+    (wrong type or out of range, see check_values), or, with `positional` False,
+    any other argument that is not --name=value.
+    """
+    allow_positional = positional
+    params = dict(defaults)
+    positional, overrides, files = [], [], []
+    for arg in argv:
+        if arg.startswith("--"):
+            overrides.append(arg)
+        elif arg.endswith(".py"):
+            files.append(arg)
+        elif allow_positional:
+            positional.append(arg)
+        else:
+            raise ConfigError(f"Unexpected argument {arg!r}: parameters are written "
+                              f"--name=value, and a configuration file ends in .py.")
+    for path in files:
+        values = read_config_file(path, defaults)
+        params.update(values)
+        params["config_file"] = path
+        params["config_values"] = {**params.get("config_values", {}), **values}
+    for arg in overrides:
+        name, has_value, text = arg[2:].partition("=")
+        name = name.replace("-", "_").lower()
+        if name not in defaults:
+            known = ", ".join(f"--{key}" for key in sorted(defaults))
+            raise ConfigError(f"Unknown parameter --{name}; known parameters are: {known}.")
+        if not has_value:
+            if isinstance(defaults[name], bool):  # a bare flag switches a bool on
+                params[name] = True
+                continue
+            raise ConfigError(f"--{name} needs a value: write --{name}=VALUE "
+                              f"(the default is {defaults[name]!r}).")
+        params[name] = _convert(name, text, defaults[name])
+    check_values(params)
+    return params, positional
+
+
+def _number(low=None, high=None, low_open=False, high_open=False):
+    """A rule: a finite number within [low, high] (or open at either end)."""
+    def allowed(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value):
+            return False
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        return high is None or (value < high if high_open else value <= high)
+
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    return allowed, (f"a finite number in {left}{low}, {high}{right}" if high is not None
+                     else f"a finite number {'above' if low_open else 'of at least'} {low}")
+
+
+def _names(value):
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(v, str) and v.strip() for v in value)
+            and len({v.strip().lower() for v in value}) == len(value))
+
+
+def _text(value):
+    return isinstance(value, str) and bool(value.strip())
+
+
+# What a value must be, for parameters whose type alone does not keep them sensible.
+# Upper limits keep a typo (an extra zero or two) from starting a run that cannot end.
+_RULES = {
+    "epochs": _number(1, 100_000),
+    "batch_size": _number(1, 65_536),
+    "image_size": _number(8, 1024),
+    "channels": (lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    "learning_rate": _number(0, 10, low_open=True),
+    "noise_sigma": _number(0, 1),
+    "validation_fraction": _number(0, 1, low_open=True, high_open=True),
+    "early_stopping": _number(0, 100_000),
+    "verbose": (lambda v: v in (0, 1, 2), "0, 1 or 2"),
+    "seed": _number(0, 2**32 - 1),
+    "standin_validation_total": _number(0, 1_000_000),
+    "standin_train_counts": (lambda v: isinstance(v, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1_000_000 for n in v)
+        and sum(v) > 0, "a list of whole numbers from 0 to 1,000,000, not all 0"),
+    "classes": (_names, "a list of distinct, non-empty class names, or auto"),
+    "aliases": (lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(a, list) and all(isinstance(x, str) for x in a)
+        for k, a in v.items()), "a dict of {class: [other names]}"),
+    "data_dir": (_text, "a folder"),
+    "runs_dir": (_text, "a folder"),
+    "image_column": (_text, "a column name"),
+    "label_column": (_text, "a column name"),
+}
+
+
+def check_values(params):
+    """Raise ConfigError if a parameter's value is outside what it allows."""
+    for name, (allowed, text) in _RULES.items():
+        if name in params and not allowed(params[name]):
+            raise ConfigError(f"--{name}={params[name]!r} is not allowed: it must be {text}.")

@@ -1,0 +1,186 @@
+"""Decoding and resizing image files, by their content rather than their name.
+
+Offers:
+  decode_image(path, size, channels)           -> one uint8 image [size, size, channels]
+  load_images(paths, size, channels, workers)  -> (uint8 images [K, size, size, channels],
+                                                  kept indices, skipped (path, reason))
+
+TensorFlow decodes JPEG, PNG, BMP and GIF, as the report does, in one parallel
+graph-mode tf.data pipeline; Pillow decodes the rest (WebP, CMYK or EXIF-rotated
+JPEG, 16-bit PNG, TIFF...). Every image is resized to a square, never cropped.
+"""
+
+import functools
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow as tf
+
+from cnnlib.errors import DataError
+
+
+def _decode_with_pillow(path, size, channels):
+    """Decode what TensorFlow cannot (WebP, CMYK, 16-bit, EXIF-rotated...).
+
+    Pillow reads the header first, so a large file that is no image is turned
+    down without being read whole. Returns a uint8 array [height, width, channels].
+    """
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        if image.format == "JPEG":
+            # Let libjpeg decode a huge photo at a fraction of its size (never below
+            # what the resize needs), so it is never held at full size.
+            image.draft(image.mode, (size, size))
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit grayscale: scale to 8 bits rather than clip.
+            array = np.asarray(image, dtype=np.float64) / 257.0
+            image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
+        image = image.convert("L" if channels == 1 else "RGB")
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+# Formats TensorFlow decodes, by their first bytes (the report's decode_jpeg and kin).
+_TF_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM")
+_HEADER_BYTES = 65536  # enough to see a JPEG's EXIF and Adobe markers
+
+
+def _tf_can_decode(head):
+    """True when TensorFlow decodes the file that starts with `head` as it should.
+
+    Not for EXIF-rotated JPEGs (TensorFlow ignores the rotation) or CMYK ones
+    (Adobe marker), which Pillow decodes correctly.
+    """
+    if not head.startswith(_TF_MAGIC):
+        return False
+    return not (head.startswith(b"\xff\xd8") and (b"Exif\x00\x00" in head or b"Adobe" in head))
+
+
+def _resize(pixels, size):
+    """Resize (never crop) to [size, size] and round back to uint8.
+
+    Bilinear like the report's resize_images; antialias keeps large images from
+    aliasing when shrunk (QIDER's sizes vary a lot).
+    """
+    resized = tf.image.resize(pixels, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
+
+
+def _tf_decode_resize(data, size, channels):
+    """Graph-mode decode and resize of one encoded image (scalar string tensor).
+
+    A JPEG is decoded by libjpeg at 1/8, 1/4 or 1/2 scale when that still leaves
+    `size` pixels on its shorter side: the same picture for a fraction of the work.
+    Returns uint8 [size, size, channels].
+    """
+    def jpeg():
+        shorter = tf.reduce_min(tf.image.extract_jpeg_shape(data)[:2])
+        ratios = (8, 4, 2)
+        fits = [shorter >= size * r for r in ratios] + [tf.constant(True)]
+        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=channels, ratio=r)
+                    for r in (*ratios, 1)]
+        return tf.switch_case(tf.cast(tf.argmax(tf.cast(tf.stack(fits), tf.int32)), tf.int32),
+                              branches)
+
+    def other():
+        return tf.io.decode_image(data, channels=channels, expand_animations=False)
+
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+    pixels = tf.cond(is_jpeg, jpeg, other)
+    pixels.set_shape([None, None, channels])
+    return _resize(pixels, size)
+
+
+@functools.lru_cache(maxsize=None)
+def _tf_decoder(size, channels):
+    """One compiled decoder per image size and channel count."""
+    return tf.function(lambda data: _tf_decode_resize(data, size, channels))
+
+
+def decode_image(path, size, channels):
+    """Decode the image file at `path` by its content and resize it (never crop).
+
+    Returns a uint8 array [size, size, channels]. TensorFlow decodes JPEG, PNG,
+    BMP and GIF (first frame), as the report does; Pillow decodes the rest
+    (WebP, CMYK or EXIF-rotated JPEG, TIFF...).
+    Raises DataError when the file is empty or not a readable image.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_HEADER_BYTES)
+    if not head:
+        raise DataError(f"{path} is empty.")
+    if _tf_can_decode(head):
+        try:
+            return _tf_decoder(size, channels)(tf.io.read_file(str(path))).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            pass  # e.g. a damaged file: let Pillow try, and name the error if it fails too
+    from PIL import UnidentifiedImageError
+
+    try:
+        pixels = _decode_with_pillow(path, size, channels)
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not a readable image (no known image format).") from None
+    except Exception as error:  # Pillow raises many types for broken files
+        raise DataError(f"{path} is not a readable image ({error}).") from None
+    return _resize(pixels, size).numpy()
+
+
+def _tf_route(path):
+    """True if TensorFlow should decode `path`, False if Pillow; a str if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return _tf_can_decode(handle.read(_HEADER_BYTES))
+    except OSError as error:
+        return f"{path} could not be read ({error.strerror or error})."
+
+
+def load_images(paths, size, channels, workers=None):
+    """Decode and resize every file of `paths`, in parallel.
+
+    TensorFlow's own formats go through one tf.data pipeline (parallel, in graph
+    mode, a few images at full size in memory at a time); the rest, and any file
+    that pipeline fails on, are decoded one by one by decode_image.
+    Returns (images, kept, skipped): a uint8 array [K, size, size, channels] of the
+    readable files in the order of `paths`, the indices into `paths` they came
+    from (int64 [K]), and (path, reason) for every file that could not be read.
+    """
+    workers = workers or max(1, os.cpu_count() or 1)
+    paths = [str(p) for p in paths]
+    images = np.zeros((len(paths), size, size, channels), dtype=np.uint8)
+    done = np.zeros(len(paths), dtype=bool)
+    reasons = {}
+    # Only each file's head is read here (the OS keeps it cached for the second,
+    # full read in the pipeline): holding every file's bytes would not scale.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        routes = list(pool.map(_tf_route, paths))
+    by_tf = [i for i, route in enumerate(routes) if route is True]
+    if by_tf:
+        decode = _tf_decoder(size, channels).python_function
+        dataset = (tf.data.Dataset.from_tensor_slices((by_tf, [paths[i] for i in by_tf]))
+                   .map(lambda i, path: (i, decode(tf.io.read_file(path))),
+                        num_parallel_calls=workers, deterministic=True)
+                   .ignore_errors()  # a broken file drops out; it is retried below
+                   .batch(256))
+        for indices, batch in dataset:
+            images[indices.numpy()] = batch.numpy()
+            done[indices.numpy()] = True
+    for i in np.flatnonzero(~done):
+        if isinstance(routes[i], str):
+            reasons[i] = routes[i]
+            continue
+        try:
+            images[i] = decode_image(paths[i], size, channels)
+            done[i] = True
+        except DataError as error:
+            reasons[i] = str(error)
+        except OSError as error:
+            reasons[i] = f"{paths[i]} could not be read ({error.strerror or error})."
+    skipped = [(paths[i], reasons[i]) for i in sorted(reasons)]
+    for _, reason in skipped:
+        warnings.warn(f"Skipped {reason}", stacklevel=2)
+    kept = np.flatnonzero(done).astype(np.int64)
+    return (images if done.all() else images[kept]), kept, skipped

@@ -1,0 +1,31 @@
+"""Errors that mean a user's mistake, each raised with one sentence saying what to do.
+
+Offers:
+  UserError    the base: the scripts print its message and exit 2, with no traceback
+  ConfigError  a parameter name or value, or a configuration file
+  DataError    the data on disk: a folder, a file, a label
+  ModelError   a layer table, or a saved model that cannot be used
+  RunError     a run folder: cannot be written, resumed or trusted
+
+Anything else that escapes is a bug in the suite and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Something the user gave cannot be used; the message names it and what to do."""
+
+
+class ConfigError(UserError, ValueError):
+    """A parameter names nothing, or has a value of the wrong type or range."""
+
+
+class DataError(UserError, ValueError):
+    """The data on disk cannot be used as asked."""
+
+
+class ModelError(UserError, ValueError):
+    """The layer table cannot be built, or a saved model cannot be found or used."""
+
+
+class RunError(UserError):
+    """A run folder cannot be written, resumed or trusted."""

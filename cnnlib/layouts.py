@@ -1,0 +1,381 @@
+"""Finding labelled images on disk, in any of the layouts the suite reads.
+
+Offers, in the order a run calls them:
+  normalise_label(text)               -> a class name in canonical form
+  class_lookup(classes, aliases)      -> {normalised name: class index}
+  find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train and
+                                         validation, in the first layout that fits:
+    find_split_folders(...)           <data_dir>/train/<class>/* (+ validation/)
+    find_labels_file(...)             a labels CSV in <data_dir>
+    find_class_tree(...)              <data_dir>/<class>/*
+  list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
+  read_labels_file(csv, ...)          -> (paths, label names, excluded, unlabeled)
+  choose_classes(classes, ...)        -> the given classes, or those found ("auto")
+  stratified_split(labels, ...)       -> (train, validation) indices, per class
+  identical_files(paths_a, paths_b)   -> pairs of byte-identical files across two lists
+  list_images(sources)                -> image files of the given files, folders, .txt lists
+  label_from_filename(path, lookup)   -> class index named by a file, or None
+
+Nothing here reads more of a file than it must, or moves, renames, rewrites or
+deletes one.
+"""
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cnnlib.errors import DataError
+
+# CLASSES = ["auto"] takes the classes found in the data.
+AUTO = "auto"
+
+# Files that are never images and are passed over without a word.
+_NOT_IMAGES = {".txt", ".csv", ".json", ".md", ".db", ".ini", ".xml", ".py"}
+
+
+def normalise_label(text):
+    """Return a class name in canonical form: lower case, spaces/dashes as '_'."""
+    return re.sub(r"[\s\-_]+", "_", str(text).strip().lower())
+
+
+def class_lookup(classes, aliases=None):
+    """Return {normalised name or alias: class index} for `classes` in order."""
+    lookup = {normalise_label(name): index for index, name in enumerate(classes)}
+    for index, name in enumerate(classes):
+        for alias in (aliases or {}).get(name, []):
+            lookup.setdefault(normalise_label(alias), index)  # a class's own name wins
+    return lookup
+
+
+def _accepted(lookup):
+    return ", ".join(sorted(lookup))
+
+
+def _is_candidate(path):
+    """True for files that may be images: not hidden, not a known non-image type."""
+    name = path.name
+    return (path.is_file() and not name.startswith(".") and name != "Thumbs.db"
+            and path.suffix.lower() not in _NOT_IMAGES)
+
+
+def _class_dirs(root):
+    """Sub-folders of `root` that may be class folders (not hidden), sorted."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_split(data_dir, split, lookup):
+    """List the images of `<data_dir>/<split>/<class folder>/*`.
+
+    Class folders match a class by name or alias in any letter case.
+    Returns (paths, labels): sorted paths (list of Path) and their class indices
+    (int64 array of the same length).
+    Raises DataError for a missing split folder, an unknown class folder or a
+    class folder with no images.
+    """
+    split_dir = Path(data_dir) / split
+    if not split_dir.is_dir():
+        raise DataError(f"Failed to find the folder {split_dir}: the data folder must "
+                        f"hold {split}/<class>/ image folders (see the README).")
+    paths, labels = [], []
+    for class_dir in _class_dirs(split_dir):
+        key = normalise_label(class_dir.name)
+        if key not in lookup:
+            raise DataError(f"Unknown class folder {class_dir}: rename it to one of "
+                            f"{_accepted(lookup)}, or change CLASSES in cnn_params.py "
+                            f"(or use --classes=auto).")
+        files = sorted(p for p in class_dir.iterdir() if _is_candidate(p))
+        if not files:
+            raise DataError(f"The class folder {class_dir} has no images: add some, "
+                            f"or move the empty folder out of {split_dir}.")
+        paths.extend(files)
+        labels.extend([lookup[key]] * len(files))
+    if not paths:
+        raise DataError(f"No images found under {split_dir}: put images in "
+                        f"{split_dir}/<class>/ folders.")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def folder_labels(root):
+    """Return the normalised names of the class folders under `root` (sorted, unique)."""
+    return sorted({normalise_label(p.name) for p in _class_dirs(root)})
+
+
+def read_labels_file(csv_path, image_column, label_column, images_dir=""):
+    """Read a CSV of image paths and labels.
+
+    Image paths may be relative to the CSV's folder or to `images_dir` inside it.
+    Returns (paths, names, excluded, unlabeled): the labelled images that exist
+    (Paths), their normalised label names, (path, reason) for every listed image
+    left out (missing file, conflicting labels), and the images in the images
+    folder that the CSV does not list (sorted Paths).
+    A row with an empty label leaves its image unlabeled.
+    Raises DataError when the CSV lacks one of the two columns or is not text.
+    """
+    csv_path = Path(csv_path)
+    base = csv_path.parent
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            for column in (image_column, label_column):
+                if column not in columns:
+                    raise DataError(f"{csv_path} has no column {column!r} (it has "
+                                    f"{', '.join(columns)}): set --image_column and "
+                                    f"--label_column.")
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+
+    labels_of = {}  # listed image -> set of normalised labels
+    for row in rows:
+        if row[image_column] and normalise_label(row[label_column]):
+            labels_of.setdefault(row[image_column], set()).add(normalise_label(row[label_column]))
+    folders = [base / images_dir, base] if images_dir else [base]
+    paths, names, excluded = [], [], []
+    for image in sorted(labels_of):
+        found = next((f / image for f in folders if (f / image).is_file()), None)
+        if found is None:
+            excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
+        elif len(labels_of[image]) > 1:
+            excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
+                                         f"{', '.join(sorted(labels_of[image]))}"))
+        else:
+            paths.append(found)
+            names.append(next(iter(labels_of[image])))
+    listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
+    image_folder = next(f for f in folders if f.is_dir())  # base always is one
+    unlabeled = sorted(p for p in image_folder.iterdir()
+                       if _is_candidate(p) and p.resolve() not in listed
+                       and p.resolve() != csv_path.resolve())
+    return paths, names, excluded, unlabeled
+
+
+def choose_classes(classes, aliases, found):
+    """Return (classes, aliases): the classes to train and the other names of each.
+
+    `classes` is a list of names, or ["auto"] to take the normalised names `found`
+    in the data, sorted.
+    """
+    if list(classes) == [AUTO]:
+        if not found:
+            raise DataError("--classes=auto found no class names in the data: check "
+                            "--data_dir and its layout (see the README).")
+        found = sorted(found)
+        # A found class that is a known class or alias (happiness, feliz) also
+        # answers to that class's other names, so test files like happy.jpg count.
+        known = {normalise_label(n): [name, *(aliases or {}).get(name, [])]
+                 for name in (aliases or {}) for n in [name, *aliases[name]]}
+        return found, {f: known.get(f, []) for f in found}
+    return list(classes), dict(aliases or {})
+
+
+def stratified_split(labels, fraction, seed):
+    """Split indices into (train, validation), `fraction` of each class to validation.
+
+    Reproducible from `seed`; every class keeps at least one training image.
+    Returns two sorted int64 arrays of indices into `labels`.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        held = min(int(round(len(members) * fraction)), len(members) - 1)
+        validation.extend(members[:held])
+        train.extend(members[held:])
+    return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(validation, np.int64))
+
+
+
+
+def _with_split(paths, labels, fraction, seed):
+    """{"train": (paths, labels), "validation": ...}: `fraction` of each class held out."""
+    train, validation = stratified_split(labels, fraction, seed)
+    return {"train": ([paths[i] for i in train], labels[train]),
+            "validation": ([paths[i] for i in validation], labels[validation])}
+
+
+def find_split_folders(data_dir, classes, aliases, validation_fraction, seed):
+    """Layout 1: <data_dir>/train/<class>/*, and validation/<class>/* or a split of train.
+
+    Returns (layout, classes, aliases, splits) as the layouts below do.
+    """
+    data_dir = Path(data_dir)
+    has_validation = (data_dir / "validation").is_dir()
+    found = set(folder_labels(data_dir / "train"))
+    if has_validation:
+        found |= set(folder_labels(data_dir / "validation"))
+    classes, aliases = choose_classes(classes, aliases, sorted(found))
+    lookup = class_lookup(classes, aliases)
+    paths, labels = list_split(data_dir, "train", lookup)
+    if has_validation:
+        splits = {"train": (paths, labels),
+                  "validation": list_split(data_dir, "validation", lookup)}
+        return "train/validation class folders", classes, aliases, splits
+    return ("train class folders, split", classes, aliases,
+            _with_split(paths, labels, validation_fraction, seed))
+
+
+def find_labels_file(data_dir, classes, aliases, labels_file, image_column, label_column,
+                     images_dir, validation_fraction, seed):
+    """Layout 2: a CSV in `data_dir` with image and label columns, split.
+
+    Returns (layout, classes, aliases, splits, excluded, unlabeled).
+    """
+    csv_path = Path(data_dir) / labels_file
+    paths, names, excluded, unlabeled = read_labels_file(csv_path, image_column,
+                                                         label_column, images_dir)
+    classes, aliases = choose_classes(classes, aliases, sorted(set(names)))
+    lookup = class_lookup(classes, aliases)
+    unknown = sorted({n for n in names if n not in lookup})
+    if unknown:
+        raise DataError(f"{csv_path} has label(s) {', '.join(unknown)} outside the classes "
+                        f"{', '.join(classes)}: use --classes=auto, or add them to CLASSES "
+                        f"or ALIASES in cnn_params.py.")
+    if not paths:
+        raise DataError(f"{csv_path} lists no image that exists with a label: check "
+                        f"--images_dir and the paths in --image_column={image_column}.")
+    labels = np.asarray([lookup[n] for n in names], np.int64)
+    return (f"labels file {labels_file}", classes, aliases,
+            _with_split(paths, labels, validation_fraction, seed), excluded, unlabeled)
+
+
+def find_class_tree(data_dir, classes, aliases, validation_fraction, seed):
+    """Layout 3: one tree <data_dir>/<class>/*, split.
+
+    Returns (layout, classes, aliases, splits).
+    """
+    data_dir = Path(data_dir)
+    classes, aliases = choose_classes(classes, aliases, folder_labels(data_dir))
+    lookup = class_lookup(classes, aliases)
+    paths, labels = list_split(data_dir.parent, data_dir.name, lookup)
+    return ("class folders, split", classes, aliases,
+            _with_split(paths, labels, validation_fraction, seed))
+
+
+def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_column="image",
+                 label_column="emotion", images_dir="images", validation_fraction=0.2,
+                 seed=0):
+    """Find the labelled images of `data_dir` in the first supported layout that fits.
+
+    Layouts, tried in this order: split class folders (train/ and validation/),
+    a labels CSV (`labels_file`), one class-folder tree. Splits take
+    `validation_fraction` of each class, reproducibly from `seed`.
+    Returns a dict: layout (str), classes (list), aliases ({class: other names}),
+    train and validation (each (paths, int64 labels)), excluded ([(path, reason)]),
+    unlabeled ([Path]).
+    Raises DataError for anything that stops training: a missing folder, an
+    unknown class or label, a class with no images.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        what = "is a file, not a folder" if data_dir.exists() else "does not exist"
+        raise DataError(f"The data folder {data_dir} {what}: check --data_dir.")
+    excluded, unlabeled = [], []
+    if (data_dir / "train").is_dir():
+        layout, classes, aliases, splits = find_split_folders(
+            data_dir, classes, aliases, validation_fraction, seed)
+    elif labels_file and (data_dir / labels_file).is_file():
+        layout, classes, aliases, splits, excluded, unlabeled = find_labels_file(
+            data_dir, classes, aliases, labels_file, image_column, label_column, images_dir,
+            validation_fraction, seed)
+    elif _class_dirs(data_dir):
+        layout, classes, aliases, splits = find_class_tree(
+            data_dir, classes, aliases, validation_fraction, seed)
+    else:
+        raise DataError(f"{data_dir} holds neither train/, {labels_file or 'a labels file'} "
+                        f"nor class folders: see the README for the layouts.")
+    missing = [classes[c] for c in range(len(classes)) if not np.any(splits["train"][1] == c)]
+    if missing:
+        raise DataError(f"Class(es) {', '.join(missing)} have no training images in "
+                        f"{data_dir}: add images, remove them from CLASSES, or use "
+                        f"--classes=auto.")
+    return {"layout": layout, "classes": classes, "aliases": aliases, "train": splits["train"],
+            "validation": splits["validation"], "excluded": excluded, "unlabeled": unlabeled}
+
+
+def _digest(path):
+    """SHA-256 of a file's bytes, read in chunks; None if it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def identical_files(paths_a, paths_b):
+    """Return [(a, b)]: files of `paths_a` byte-identical to one of `paths_b`.
+
+    Only files whose sizes match are read, so a clean data set costs a stat per file.
+    """
+    def sizes(paths):
+        found = {}
+        for path in paths:
+            try:
+                found.setdefault(Path(path).stat().st_size, []).append(path)
+            except OSError:
+                pass
+        return found
+
+    sizes_a, sizes_b = sizes(paths_a), sizes(paths_b)
+    pairs = []
+    for size in sorted(set(sizes_a) & set(sizes_b)):
+        by_digest = {}
+        for path in sizes_b[size]:
+            by_digest.setdefault(_digest(path), path)
+        for path in sizes_a[size]:
+            twin = by_digest.get(_digest(path))
+            if twin is not None:
+                pairs.append((path, twin))
+    return pairs
+
+
+def label_from_filename(path, lookup):
+    """Return the class index a file name states (`anger.jpg`, `Raiva_02.png`), or None."""
+    stem = Path(path).stem
+    key = normalise_label(re.split(r"[^A-Za-z]", stem)[0] if stem else "")
+    return lookup.get(key, lookup.get(normalise_label(stem)))
+
+
+def list_images(sources, nested=True):
+    """Expand files, folders (not recursive) and .txt lists of paths into image files.
+
+    A .txt source holds one image file or folder a line (as a run's unlabeled.txt
+    does), relative to the list's own folder; a list inside a list is not followed.
+    Returns a list of Paths in the order given, each folder sorted.
+    Raises DataError for a path that does not exist or cannot be read, or a
+    folder with no files.
+    """
+    paths = []
+    for source in sources:
+        source = Path(source)
+        try:
+            if source.is_dir():
+                found = sorted(p for p in source.iterdir() if _is_candidate(p))
+                if not found:
+                    raise DataError(f"No images found in the folder {source}: give a folder "
+                                    f"that holds image files, or the files themselves.")
+                paths.extend(found)
+            elif source.is_file() and source.suffix.lower() == ".txt" and nested:
+                lines = [line.strip() for line in source.read_text().splitlines()]
+                paths.extend(list_images([source.parent / line for line in lines if line],
+                                         nested=False))
+            elif source.is_file():
+                paths.append(source)
+            else:
+                raise DataError(f"Failed to find {source}: give an image file, a folder of "
+                                f"images or a .txt list of image paths.")
+        except UnicodeDecodeError:
+            raise DataError(f"{source} is not a text list of image paths: give images, "
+                            f"folders, or a UTF-8 .txt list.") from None
+        except OSError as error:
+            raise DataError(f"{source} cannot be read ({error.strerror or error}): check "
+                            f"its permissions.") from None
+    return paths

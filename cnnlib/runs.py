@@ -1,0 +1,203 @@
+"""Run folders: each training run writes its own, and nothing earlier is touched.
+
+Offers:
+  check_runs_dir(runs_dir, data_dir) raises RunError unless runs can be written there
+  new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
+  write_json(path, data) / read_json(path, what)
+  write_history(path, rows)        -> history.csv from a list of per-epoch dicts
+  read_history(path)               -> {column: [values]} from a history CSV
+  read_state(folder) / write_state(folder, **state)
+                                   -> the run's state.json: epochs done, finished
+  mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run
+  latest_run(runs_dir)             -> Path of the latest run, or None
+  unique_path(path)                -> `path`, or `path` with -1, -2... if it exists
+  find_run(name, runs_dir)         -> Path of a run given as a folder or a name
+  library_versions()               -> {library: version} for the run record
+
+Every file is written atomically (cnnlib.atomic), so a run killed at any instant
+leaves each file whole: the old version or the new one.
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from cnnlib import atomic
+from cnnlib.errors import RunError
+
+LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
+STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
+
+
+def check_runs_dir(runs_dir, data_dir=None):
+    """Raise RunError unless `runs_dir` is (or can become) a writable folder.
+
+    It must not lie inside `data_dir`: runs would then be read as data.
+    """
+    runs_dir = Path(runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise RunError(f"--runs_dir={runs_dir} is a file, not a folder: give a folder.")
+    if data_dir:
+        inside = Path(os.path.abspath(runs_dir))
+        data = Path(os.path.abspath(data_dir))
+        if inside == data or data in inside.parents:
+            raise RunError(f"--runs_dir={runs_dir} is inside the data folder {data_dir}: "
+                           f"keep runs out of the data, e.g. --runs_dir=runs.")
+    existing = next((p for p in [runs_dir, *runs_dir.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise RunError(f"--runs_dir={runs_dir} cannot be made: {existing} is a file.")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=runs_dir):
+            pass
+    except OSError as error:
+        raise RunError(f"Cannot write runs into {runs_dir} ({error.strerror or error}): "
+                       f"give a writable folder with --runs_dir.") from None
+
+
+def new_run_dir(runs_dir, tag):
+    """Create and return a new folder `<runs_dir>/<YYYYmmdd-HHMMSS>-<tag>`.
+
+    If that name is taken (two runs in one second), a counter is added: an
+    earlier run is never reused or overwritten.
+    """
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.now():%Y%m%d-%H%M%S}-{tag}"
+    for counter in range(1000):
+        run_dir = runs_dir / (stem if counter == 0 else f"{stem}-{counter}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RunError(f"Could not create a new run folder in {runs_dir}: 1000 runs started "
+                   f"in one second?")
+
+
+write_json = atomic.write_json
+
+
+def read_json(path, what="file"):
+    """Return the JSON data stored at `path`; RunError if it is missing or damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunError(f"The {what} {path} is missing.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"The {what} {path} is damaged or unreadable "
+                       f"({type(error).__name__}).") from None
+
+
+def write_history(path, rows):
+    """Write per-epoch rows (dicts with the same keys, "epoch" first) as a CSV, atomically."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic.write_text(path, buffer.getvalue())
+
+
+def read_history_rows(path):
+    """Return the rows of a history CSV as a list of {column: float}; [] if absent.
+
+    Raises RunError for a file that is not such a CSV.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        with path.open(newline="") as handle:
+            return [{key: float(value) for key, value in row.items()}
+                    for row in csv.DictReader(handle)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        raise RunError(f"The history {path} is damaged: it is not the CSV this suite "
+                       f"writes.") from None
+
+
+def read_history(path):
+    """Return {column: list of floats} from a history CSV written by write_history."""
+    rows = read_history_rows(path)
+    columns = rows[0].keys() if rows else []
+    return {name: [row[name] for row in rows] for name in columns}
+
+
+def read_state(folder):
+    """Return the state.json of a model's folder, or None when training never began.
+
+    Keys: epochs_done (int), finished (bool), best_val_loss (float or None),
+    epochs (int, as requested). Raises RunError for a damaged file.
+    """
+    path = Path(folder) / STATE_FILE
+    if not path.exists():
+        return None
+    state = read_json(path, "run state")
+    if not isinstance(state, dict) or not isinstance(state.get("epochs_done"), int):
+        raise RunError(f"The run state {path} is damaged: it has no epochs_done.")
+    return state
+
+
+def write_state(folder, **state):
+    """Write the state.json of a model's folder, atomically."""
+    atomic.write_json(Path(folder) / STATE_FILE, state)
+
+
+def mark_latest(runs_dir, run_dir):
+    """Record `run_dir` as the latest run of `runs_dir` (for cnn_eval.py)."""
+    atomic.write_text(Path(runs_dir) / LATEST_FILE, Path(run_dir).name + "\n")
+
+
+def latest_run(runs_dir):
+    """Return the Path of the latest recorded run in `runs_dir`, or None."""
+    marker = Path(runs_dir) / LATEST_FILE
+    try:
+        name = marker.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    run_dir = Path(runs_dir) / name
+    return run_dir if name and run_dir.is_dir() else None
+
+
+def find_run(name, runs_dir):
+    """Return the run folder `name` (a path, or a folder name in `runs_dir`).
+
+    Raises RunError with a sentence naming both places tried.
+    """
+    for candidate in (Path(name), Path(runs_dir) / name):
+        if (candidate / "params.json").is_file():
+            return candidate
+    raise RunError(f"Failed to find the run {name} (looked for params.json in "
+                   f"{Path(name)} and {Path(runs_dir) / name}).")
+
+
+def library_versions():
+    """Return the versions of Python and the libraries a run depends on."""
+    import platform
+
+    import keras
+    import matplotlib
+    import numpy
+    import PIL
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__,
+            "matplotlib": matplotlib.__version__, "pillow": PIL.__version__,
+            "machine": platform.machine(), "system": platform.system()}
+
+
+def unique_path(path):
+    """Return `path` if it is free, else the first free `<stem>-N<suffix>` beside it."""
+    path = Path(path)
+    counter = 0
+    candidate = path
+    while candidate.exists():
+        counter += 1
+        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
+    return candidate
