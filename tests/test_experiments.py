@@ -130,3 +130,20 @@ def test_a_run_stopped_after_training_keeps_its_model_on_resume(tiny_params, tmp
     assert (cut / "history.csv").read_text() == history
     assert (cut / "model.keras").read_bytes() == model_bytes
     assert (cut / "metrics.json").is_file()
+
+
+def test_summary_scores_and_wilson_intervals():
+    # 10 images of two classes: recalls 5/6 and 2/4.
+    scores = report.summary_scores(np.array([[5, 1], [2, 2]]))
+    assert scores["accuracy"] == pytest.approx(0.7)
+    assert scores["balanced_accuracy"] == pytest.approx((5 / 6 + 2 / 4) / 2)
+    f1_first = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6)
+    f1_second = 2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4)
+    assert scores["macro_f1"] == pytest.approx((f1_first + f1_second) / 2)
+    # Wilson at 7 of 8 (the report's test images): about +-0.22, never past 1.
+    low, high = report.wilson_interval(7, 8)
+    assert low == pytest.approx(0.529, abs=1e-3) and high == pytest.approx(0.978, abs=1e-3)
+    assert report.wilson_interval(8, 8)[1] == 1.0 and report.wilson_interval(0, 8)[0] == 0.0
+    # A class absent from the truth does not drag the balanced accuracy down.
+    absent = report.summary_scores(np.array([[3, 0, 1], [0, 0, 0], [0, 0, 4]]))
+    assert absent["balanced_accuracy"] == pytest.approx((3 / 4 + 1) / 2)
