@@ -94,6 +94,8 @@ def resume_point(folder):
     not there (the run folder was changed by hand).
     """
     folder = Path(folder)
+    for partial in folder.glob(".*.partial-*"):  # a write cut short by a kill: never used
+        partial.unlink(missing_ok=True)
     state = runs.read_state(folder)
     if state is None or state["epochs_done"] == 0:
         return 0, None, [], None

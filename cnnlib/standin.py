@@ -201,7 +201,8 @@ def write_test_images(folder, class_names, seed):
     for class_index, path in enumerate(paths):
         rng = image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
         image = draw_face(class_index, rng, size=(128, 128), mode="RGB", intensity=0.85)
-        image.save(path, "JPEG", quality=90)
+        with atomic.writing(path) as partial:
+            image.save(partial, "JPEG", quality=90)
     return paths
 
 
@@ -224,11 +225,11 @@ def main(argv, defaults):
                "seed": defaults["seed"]}
     try:
         chosen, _ = parse_args(argv, options, positional=False)
+        if not 0 < chosen["scale"] <= 1000 or chosen["workers"] < 1:
+            raise UserError("--scale must be above 0 (up to 1000) and --workers at least 1.")
         if not chosen["out_dir"] and not chosen["test_images"]:
             raise UserError("Give --out_dir=DIR for a stand-in data set, or "
                             "--test_images=DIR for the 8 test images.")
-        if not 0 < chosen["scale"] <= 1000 or chosen["workers"] < 1:
-            raise UserError("--scale must be above 0 (up to 1000) and --workers at least 1.")
         if chosen["test_images"]:
             written = write_test_images(chosen["test_images"], defaults["classes"],
                                         chosen["seed"])
