@@ -11,7 +11,8 @@ saved inside the .keras file, or in its run's params.json.
 
 It also saves a figure of each image with its true and predicted class and a bar
 of the class probabilities, as predictions-<time>.png beside the model (a new
-file each time, of the first 32 images; --figure=False skips it).
+file each time, of the first 32 images; --figure=False skips it). --tta=True
+averages each image's prediction with its mirror's (test-time augmentation).
 
 Offers:
   find_models(model, runs_dir)       -> Paths of the models to score
@@ -36,7 +37,7 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import config, evaluation, layouts, plots, runs  # noqa: E402
+from cnnlib import config, evaluation, layouts, plots, report, runs  # noqa: E402
 from cnnlib.errors import ModelError, UserError  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -92,7 +93,8 @@ def trained_params(model_path, model, defaults):
     return params
 
 
-def score_images(model, paths, classes, aliases, image_size, channels, batch_size=32):
+def score_images(model, paths, classes, aliases, image_size, channels, batch_size=32,
+                 tta=False):
     """Predict every image of `paths` with `model`.
 
     Returns (results, summary, images). results: one dict per readable image with
@@ -103,8 +105,7 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     """
     lookup = layouts.class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
-    probabilities = (model.predict(images, batch_size=batch_size, verbose=0) if len(images)
-                     else np.zeros((0, len(classes))))
+    probabilities = evaluation.predict(model, images, batch_size, tta)
     results = []
     for row, index in zip(probabilities, kept):
         true = layouts.label_from_filename(paths[index], lookup)
@@ -116,10 +117,12 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     labelled = [i for i, r in enumerate(results) if r["true_index"] is not None]
     summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
-        scored = evaluation.score_set(model, images[labelled],
-                                      [results[i]["true_index"] for i in labelled],
-                                      len(classes), batch_size)
-        summary["accuracy"], summary["loss"] = scored["accuracy"], scored["loss"]
+        truth = [results[i]["true_index"] for i in labelled]
+        matrix = report.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
+                                         len(classes))
+        summary.update(report.summary_scores(matrix))
+        summary["loss"] = evaluation.cross_entropy(probabilities[labelled], truth,
+                                                   len(classes))
     return results, summary, images
 
 
@@ -134,8 +137,8 @@ def print_results(results, summary):
     for _, reason in summary["skipped"]:
         print(f"skipped: {reason}")
     if summary["labelled"]:
-        print(f"accuracy {summary['accuracy']:.3f}  loss {summary['loss']:.3f}  "
-              f"over {summary['labelled']} labelled image(s)")
+        print(report.format_summary("labelled", summary)
+              + f"  over {summary['labelled']} labelled image(s)")
     else:
         print("No file name states a class, so no accuracy is computed.")
 
@@ -143,7 +146,7 @@ def print_results(results, summary):
 def main(argv=None):
     """`python cnn_eval.py [IMAGES ...] [--model=PATH] [--name=value ...]`; the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    defaults = {**config.defaults(cnn_params), "model": "", "figure": True}
+    defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False}
     try:
         params, sources = config.parse_args(argv, defaults)
         model_paths = find_models(params["model"], params["runs_dir"])
@@ -154,7 +157,7 @@ def main(argv=None):
             print(f"\nModel: {model_path}")
             results, summary, images = score_images(
                 model, paths, trained["classes"], trained["aliases"],
-                trained["image_size"], trained["channels"], params["batch_size"])
+                trained["image_size"], trained["channels"], params["batch_size"], params["tta"])
             print_results(results, summary)
             if params["figure"] and results:
                 figure = runs.unique_path(

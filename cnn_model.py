@@ -3,6 +3,7 @@
 Offers, in the order a run calls them:
   check_layer_table(layer_table)            raises ModelError for an entry that cannot be built
   build_model(layer_table, num_classes, ...) -> compiled keras.Model
+  compile_model(model, learning_rate, ...)  -> the optimizer, loss and schedule of a run
   train_model(model, train, validation, ...) -> keras History
   evaluate_model(model, dataset)            -> {"accuracy": float, "loss": float}
   save_model(model, path, info)             -> a .keras file, written atomically, that
@@ -118,17 +119,47 @@ def _dense_block(x, spec, name, num_classes, last):
     return layers.Dense(spec["units"], activation="relu", name=name)(x)
 
 
+def _augmentation(x, augmentation, seed):
+    """Random flips, rotations, zooms, shifts, contrast and brightness, training only.
+
+    `augmentation` is {flip, rotation, zoom, translation, contrast, brightness}
+    (AUG_* in cnn_params.py); a 0 or False leaves that layer out. Keras' random
+    layers pass images through unchanged at inference.
+    """
+    amounts = augmentation or {}
+    if amounts.get("flip"):
+        x = layers.RandomFlip("horizontal", seed=seed, name="aug_flip")(x)
+    if amounts.get("rotation"):
+        x = layers.RandomRotation(amounts["rotation"], fill_mode="reflect", seed=seed,
+                                  name="aug_rotation")(x)
+    if amounts.get("zoom"):
+        x = layers.RandomZoom(amounts["zoom"], fill_mode="reflect", seed=seed,
+                              name="aug_zoom")(x)
+    if amounts.get("translation"):
+        shift = amounts["translation"]
+        x = layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed,
+                                     name="aug_translation")(x)
+    if amounts.get("contrast"):
+        x = layers.RandomContrast(amounts["contrast"], value_range=(0, 1), seed=seed,
+                                  name="aug_contrast")(x)
+    if amounts.get("brightness"):
+        x = layers.RandomBrightness(amounts["brightness"], value_range=(0, 1), seed=seed,
+                                    name="aug_brightness")(x)
+    return x
+
+
 def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
-                learning_rate=1e-3, seed=None):
+                learning_rate=1e-3, seed=None, augmentation=None, **compile_options):
     """Build and compile the CNN described by `layer_table`.
 
     `layer_table` is a list of dicts as LAYERS in cnn_params.py. The last dense
     layer gets softmax and `num_classes` units (whatever its 'units' says); every
     other layer ReLU. A Flatten goes before the first dense layer unless a
     global_pool entry ends the conv part. With `dropout` False every dropout rate
-    is ignored (the report's "no dropout" variant).
-    Returns a model compiled with Adam, categorical cross-entropy and accuracy.
-    Raises ModelError for a layer table that cannot be built.
+    is ignored (the report's "no dropout" variant). `augmentation` adds random
+    layers that act only in training (see _augmentation); `compile_options` go to
+    compile_model (the defaults are the report's Adam and cross-entropy).
+    Returns the compiled model. Raises ModelError for a layer table that cannot be built.
     """
     check_layer_table(layer_table)
     if seed is not None:
@@ -136,6 +167,7 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
 
     inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = _augmentation(x, augmentation, seed)
     counts = {"conv": 0, "dense": 0}
     flat = False
     for index, spec in enumerate(layer_table):
@@ -163,8 +195,32 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
             x = layers.Dropout(rate, name=f"{name}_dropout")(x)
 
     model = keras.Model(inputs, x, name="cnn_dropout" if dropout else "cnn_no_dropout")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return compile_model(model, learning_rate, **compile_options)
+
+
+def compile_model(model, learning_rate=1e-3, optimizer="adam", weight_decay=0.0,
+                  label_smoothing=0.0, decay_steps=0, warmup_steps=0):
+    """Compile `model` with categorical cross-entropy and accuracy; returns it.
+
+    `optimizer` is "adam" (the report's) or "adamw" (decoupled `weight_decay`).
+    With `decay_steps` the rate follows a cosine from `learning_rate` down to 0
+    over that many steps, after `warmup_steps` of linear warm-up from 0; the
+    schedule counts the optimizer's own steps, so a resumed run stays on it.
+    """
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup_steps else learning_rate, decay_steps,
+            warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+    else:
+        rate = learning_rate
+    if optimizer == "adamw":
+        chosen = keras.optimizers.AdamW(rate, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        chosen = keras.optimizers.Adam(rate)
+    else:
+        raise ModelError(f"--optimizer={optimizer!r} is not known: use 'adam' or 'adamw'.")
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    model.compile(optimizer=chosen, loss=loss, metrics=["accuracy"])
     return model
 
 

@@ -56,11 +56,23 @@ AUGMENT = True       # balance the training set by mirrors and noise (Table 1)
 NOISE_SIGMA = 0.05   # std of the Gaussian noise of augmented copies, pixels in [0, 1]
 CLASS_WEIGHTS = True # weight the loss by Equation 1
 
+# ---------------------------------------------------------------- on-the-fly augmentation
+# Keras preprocessing layers inside the model, active only while training, on top of
+# (or instead of) Table 1's offline balancing. All off in the report's configuration.
+AUG_FLIP = False          # random left-right mirror
+AUG_ROTATION = 0.0        # max rotation, as a fraction of a full turn (0.05 = 18 degrees)
+AUG_ZOOM = 0.0            # max zoom in or out, as a fraction of the size (0.1 = 10%)
+AUG_TRANSLATION = 0.0     # max shift, as a fraction of the size
+AUG_CONTRAST = 0.0        # max contrast change, as a fraction
+AUG_BRIGHTNESS = 0.0      # max brightness change, as a fraction of the pixel range
+
 # ---------------------------------------------------------------- model (Table 2)
 # One dict a layer, in order. type: "conv" (units = filters, kernel = square size,
-# pool = max-pool size after it or 0) or "dense" (units = neurons). dropout: rate
-# after the layer, 0 for none. The last dense layer gets softmax and as many units
-# as there are classes; all others ReLU.
+# pool = max-pool size after it or 0, padding "valid" or "same", batchnorm: conv
+# without bias, then BatchNormalization, then ReLU), "global_pool" (global average
+# pooling ends the conv part instead of Flatten) or "dense" (units = neurons,
+# batchnorm as for conv). dropout: rate after the layer, 0 for none. The last dense
+# layer gets softmax and as many units as there are classes; all others ReLU.
 LAYERS = [
     {"type": "conv", "units": 32, "kernel": 3, "pool": 2, "dropout": 0.0},
     {"type": "conv", "units": 16, "kernel": 3, "pool": 0, "dropout": 0.3},
@@ -75,7 +87,13 @@ DROPOUT = True
 # ---------------------------------------------------------------- training
 EPOCHS = 50           # report: 50
 BATCH_SIZE = 32       # report: 32
-LEARNING_RATE = 1e-3  # Adam
+LEARNING_RATE = 1e-3  # Adam (the peak rate, with a schedule)
+OPTIMIZER = "adam"    # "adam" (report) or "adamw" (Adam with decoupled weight decay)
+WEIGHT_DECAY = 0.0    # AdamW's weight decay; 0 with "adam"
+LABEL_SMOOTHING = 0.0 # 0 = the report's plain cross-entropy; e.g. 0.1 softens the targets
+LR_SCHEDULE = "none"  # "none" (report), "cosine" (warm-up, then cosine decay to 0) or
+                      # "plateau" (halve the rate after 3 epochs without a better val loss)
+WARMUP_EPOCHS = 0     # epochs of linear warm-up before the cosine decay
 SEED = 1234           # one seed makes a run repeatable (data order, noise, weights)
 VERBOSE = 1           # Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch
 
@@ -83,6 +101,7 @@ VERBOSE = 1           # Keras progress output: 0 silent, 1 progress bar, 2 one l
 COMPARE = False        # True: train both report variants (no dropout, dropout) into one
                        # run folder with Table 3, Figures 1 and 2 and an overlay figure
 RESUME = ""            # a run folder (or its name in RUNS_DIR) to continue after Ctrl-C
-EARLY_STOPPING = 0     # patience in epochs on validation loss; 0 = off (report: 50 epochs)
+EARLY_STOPPING = 0     # patience in epochs on validation loss, then the best epoch's
+                       # weights are kept; 0 = off (report: 50 epochs)
 TENSORBOARD = False    # also write TensorBoard logs into the run folder
 DETERMINISTIC = True   # TensorFlow op determinism: same seed and data, same history

@@ -64,7 +64,7 @@ def check_before_work(params):
     # Built once, untrained: a layer table that leaves no pixels fails now.
     cnn_model.build_model(params["layers"], len(classes) if classes != [cnn_data.AUTO] else 2,
                           params["image_size"], params["channels"], params["dropout"],
-                          params["learning_rate"])
+                          params["learning_rate"], **model_options(params, 1))
 
 
 def resume_params(params):
@@ -106,6 +106,17 @@ def write_data_records(run_dir, params, data):
               f"with cnn_eval.py); listed in {run_dir / 'unlabeled.txt'}.")
 
 
+def model_options(params, steps_per_epoch):
+    """The augmentation and training options of `params`, as build_model takes them."""
+    cosine = params["lr_schedule"] == "cosine"
+    warmup = params["warmup_epochs"] * steps_per_epoch if cosine else 0
+    return {"augmentation": {name: params[f"aug_{name}"] for name in (
+                "flip", "rotation", "zoom", "translation", "contrast", "brightness")},
+            "optimizer": params["optimizer"], "weight_decay": params["weight_decay"],
+            "label_smoothing": params["label_smoothing"], "warmup_steps": warmup,
+            "decay_steps": max(1, params["epochs"] * steps_per_epoch - warmup) if cosine else 0}
+
+
 def model_info(params):
     """What a saved model carries inside its file: its classes and input."""
     return {"classes": params["classes"], "aliases": params["aliases"],
@@ -113,13 +124,16 @@ def model_info(params):
 
 
 def training_callbacks(params, folder):
-    """Return the optional callbacks of one variant's training: early stopping, TensorBoard."""
+    """The optional callbacks of one variant's training: early stopping, plateau, TensorBoard."""
     import keras
 
     callbacks = []
     if params["early_stopping"] > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=params["early_stopping"], restore_best_weights=True))
+    if params["lr_schedule"] == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=3, min_lr=params["learning_rate"] / 64))
     if params["tensorboard"]:
         callbacks.append(keras.callbacks.TensorBoard(str(folder / "tensorboard")))
     return callbacks
@@ -141,9 +155,11 @@ def fit_or_reload(params, data, folder, dropout, train, validation, extra_callba
             checkpoints.finish(folder, done, params["epochs"], best)
             return model
     else:
+        steps = -(-len(data["train_labels"]) // params["batch_size"])  # batches an epoch
         model = cnn_model.build_model(params["layers"], len(params["classes"]),
                                       params["image_size"], params["channels"], dropout,
-                                      params["learning_rate"], seed=params["seed"])
+                                      params["learning_rate"], seed=params["seed"],
+                                      **model_options(params, steps))
         if params["verbose"]:
             model.summary()
     save = functools.partial(cnn_model.save_model, info=model_info(params))
@@ -158,27 +174,40 @@ def fit_or_reload(params, data, folder, dropout, train, validation, extra_callba
     return model
 
 
-def record_evaluation(params, data, model, folder, train, validation, title):
+def score_split(model, images, labels, num_classes, batch_size):
+    """Accuracy, loss, balanced accuracy and macro-F1 (with 95% intervals) of one split.
+
+    Returns (scores dict, probabilities [N, classes]).
+    """
+    scored = evaluation.score_set(model, images, labels, num_classes, batch_size)
+    matrix = report.confusion_matrix(labels, np.argmax(scored["probabilities"], axis=1),
+                                     num_classes)
+    scores = {"loss": scored["loss"], **report.summary_scores(matrix)}
+    return scores, scored["probabilities"]
+
+
+def record_evaluation(params, data, model, folder, title):
     """Evaluate one trained model and write its records into `folder`.
 
-    Returns its metrics: {split: {"accuracy", "loss"}} for train, validation and
-    (when TEST_DIR has labelled images) test, plus per-class validation scores.
+    Returns its metrics: {split: {"accuracy", "loss", "balanced_accuracy",
+    "macro_f1", their 95% intervals, "images"}} for train, validation and (when
+    TEST_DIR has labelled images) test, plus per-class validation scores.
     metrics.json is written last, so a variant that has it is recorded.
     """
-    classes = params["classes"]
-    # Table 3's columns for this model: train, validation and the test images.
-    metrics = {"train": cnn_model.evaluate_model(model, train),
-               "validation": cnn_model.evaluate_model(model, validation)}
+    classes, batch = params["classes"], params["batch_size"]
+    sets = {"train": (data["train_images"], data["train_labels"]),
+            "validation": (data["val_images"], data["val_labels"])}
     if data["test"] is not None:
-        test_images, test_labels = data["test"]
-        scored = evaluation.score_set(model, test_images, test_labels, len(classes),
-                                      params["batch_size"])
-        metrics["test"] = {"accuracy": scored["accuracy"], "loss": scored["loss"]}
-        # Kept so anyone can check that the saved model predicts the same.
-        metrics["test_probabilities"] = scored["probabilities"].tolist()
+        sets["test"] = data["test"]
+    metrics, probabilities = {}, {}
+    for split, (images, labels) in sets.items():  # Table 3's columns for this model
+        metrics[split], probabilities[split] = score_split(model, images, labels,
+                                                           len(classes), batch)
+    if "test" in probabilities:  # kept so anyone can check the saved model predicts the same
+        metrics["test_probabilities"] = probabilities["test"].tolist()
 
     # Per-class insight on validation: which classes fail, and as what.
-    predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
+    predicted = np.argmax(probabilities["validation"], axis=1)
     _, scores = evaluation.record_confusion(folder, classes, data["val_labels"], predicted)
     print(report.format_scores(classes, scores))
 
@@ -189,8 +218,7 @@ def record_evaluation(params, data, model, folder, train, validation, title):
     runs.write_json(folder / "metrics.json", metrics)
     for split in report.SPLITS:
         if split in metrics:
-            print(f"{split:<10} accuracy {metrics[split]['accuracy']:.3f}  "
-                  f"loss {metrics[split]['loss']:.3f}")
+            print(report.format_summary(split, metrics[split]))
     return metrics
 
 
@@ -204,7 +232,7 @@ def train_variant(params, data, folder, dropout, extra_callbacks=()):
     validation = cnn_data.make_dataset(data["val_images"], data["val_labels"], num_classes,
                                        batch)
     model = fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks)
-    return record_evaluation(params, data, model, folder, train, validation, title)
+    return record_evaluation(params, data, model, folder, title)
 
 
 def run(params, extra_callbacks=()):

@@ -218,6 +218,16 @@ _RULES = {
     "aliases": (lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(a, list) and all(isinstance(x, str) for x in a)
         for k, a in v.items()), "a dict of {class: [other names]}"),
+    "optimizer": (lambda v: v in ("adam", "adamw"), "adam or adamw"),
+    "weight_decay": _number(0, 1),
+    "label_smoothing": _number(0, 1, high_open=True),
+    "lr_schedule": (lambda v: v in ("none", "cosine", "plateau"), "none, cosine or plateau"),
+    "warmup_epochs": _number(0, 100_000),
+    "aug_rotation": _number(0, 0.5),
+    "aug_zoom": _number(0, 0.9),
+    "aug_translation": _number(0, 0.9),
+    "aug_contrast": _number(0, 1),
+    "aug_brightness": _number(0, 1),
     "data_dir": (_text, "a folder"),
     "runs_dir": (_text, "a folder"),
     "image_column": (_text, "a column name"),

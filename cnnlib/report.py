@@ -8,6 +8,7 @@ Offers:
   wilson_interval(successes, total)              -> (low, high), the 95% Wilson interval
   write_scores(path, classes, scores)            -> per-class CSV
   format_scores(classes, scores)                 -> printable table (str)
+  format_summary(split, scores)                  -> one printable line of a split's scores
   table3_rows(results)                           -> rows of the report's Table 3
   write_table3(folder, results)                  -> table3.md and table3.csv
 """
@@ -110,18 +111,46 @@ def format_scores(classes, scores):
     return "\n".join(lines)
 
 
+# Fewer images than this make a point estimate say little: the printout says so.
+FEW_IMAGES = 30
+
+
+def format_summary(split, scores):
+    """One line: accuracy with its 95% interval, balanced accuracy, macro-F1, loss."""
+    low, high = scores["accuracy_interval"]
+    line = (f"{split:<10} accuracy {scores['accuracy']:.3f} (95% {low:.2f}-{high:.2f})  "
+            f"balanced {scores['balanced_accuracy']:.3f}  macro-F1 {scores['macro_f1']:.3f}  "
+            f"loss {scores['loss']:.3f}")
+    if scores["images"] < FEW_IMAGES:
+        line += (f"  [only {scores['images']} images: the interval, about "
+                 f"+-{(high - low) / 2:.2f}, says more than the point]")
+    return line
+
+
 def table3_rows(results):
-    """Rows of Table 3 from {variant: {split: {"accuracy", "loss"}}}.
+    """Rows of Table 3 from {variant: {split: scores}} (scores as summary_scores + loss).
 
     Returns (header, rows): header ["", "<variant> <split>", ...] and one row each
-    for ACC and LOSS, values rounded to 3 decimals as in the report.
+    for ACC, its 95% interval, balanced accuracy, macro-F1 and LOSS, values rounded
+    to 3 decimals as in the report.
     """
     columns = [(variant, split) for variant, metrics in results.items()
                for split in SPLITS if split in metrics]
     header = [""] + [f"{variant} {split}" for variant, split in columns]
     rows = []
-    for label, key in (("ACC", "accuracy"), ("LOSS", "loss")):
-        rows.append([label] + [f"{results[v][s][key]:.3f}" for v, s in columns])
+    for label, key in (("ACC", "accuracy"), ("ACC 95% CI", "accuracy_interval"),
+                       ("BAL ACC", "balanced_accuracy"), ("MACRO F1", "macro_f1"),
+                       ("LOSS", "loss")):
+        cells = []
+        for variant, split in columns:
+            value = results[variant][split].get(key)
+            if value is None:
+                cells.append("-")  # recorded before this measure existed
+            elif isinstance(value, (list, tuple)):
+                cells.append(f"{value[0]:.3f}-{value[1]:.3f}")
+            else:
+                cells.append(f"{value:.3f}")
+        rows.append([label] + cells)
     return header, rows
 
 

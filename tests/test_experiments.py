@@ -34,10 +34,12 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
         assert len(runs.read_history(run_dir / variant / "history.csv")["epoch"]) == 2
 
     with (run_dir / "table3.csv").open() as handle:
-        header, acc, loss = list(csv.reader(handle))
+        header, *rows = list(csv.reader(handle))
     assert header[1:] == [f"{v} {s}" for v in ("no_dropout", "dropout")
                           for s in ("train", "validation", "test")]
-    assert acc[0] == "ACC" and loss[0] == "LOSS"
+    table = {row[0]: row for row in rows}
+    assert list(table) == ["ACC", "ACC 95% CI", "BAL ACC", "MACRO F1", "LOSS"]
+    acc, loss = table["ACC"], table["LOSS"]
 
     # Table 3 equals a fresh evaluate of the saved models on the same sets.
     params = runs.read_json(run_dir / "params.json")
