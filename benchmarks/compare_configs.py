@@ -1,0 +1,86 @@
+"""Train configurations side by side on one data set and print what they score.
+
+Usage:  python benchmarks/compare_configs.py CONFIG.py [CONFIG.py ...] [--seeds=1,2]
+            [--name=value ...]      (e.g. --data_dir=../shared/datasets/facial_expressions
+                                     --classes=auto)
+
+Each configuration trains once per seed, with `python cnn_run.py CONFIG --seed=S
+...` in a child process (so each run is what a user gets), into benchmarks/out/runs.
+Prints, per run and then per configuration (mean and spread over the seeds): the
+validation accuracy, balanced accuracy and macro-F1 of the final model, the epochs
+trained, the median seconds per epoch and the whole run's wall time. The seed also
+draws the validation split, so the spread includes the split's luck.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+
+
+def train(config, seed, overrides, runs_dir):
+    """Run cnn_run.py once; return its scores, epochs, seconds per epoch and wall time."""
+    start = time.perf_counter()
+    log = OUT / f"{Path(config).stem}-seed{seed}.log"
+    with open(log, "w") as handle:
+        done = subprocess.run([sys.executable, "cnn_run.py", config, f"--seed={seed}",
+                               f"--runs_dir={runs_dir}", "--verbose=2", *overrides],
+                              cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{config} seed {seed} failed: see {log}")
+    run_dir = runs_dir / (runs_dir / "latest.txt").read_text().strip()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    seconds = [float(line.split(",")[-1]) for line in
+               (run_dir / "history.csv").read_text().splitlines()[1:]]
+    validation = metrics["validation"]
+    return {"accuracy": validation["accuracy"],
+            "balanced_accuracy": validation["balanced_accuracy"],
+            "macro_f1": validation["macro_f1"], "epochs": metrics["epochs"],
+            "seconds_per_epoch": statistics.median(seconds), "minutes": wall / 60,
+            "run": str(run_dir)}
+
+
+def main():
+    configs = [a for a in sys.argv[1:] if a.endswith(".py")]
+    seeds = [1, 2]
+    overrides = []
+    for arg in sys.argv[1:]:
+        if arg.startswith("--seeds="):
+            seeds = [int(s) for s in arg.split("=", 1)[1].split(",")]
+        elif arg.startswith("--"):
+            overrides.append(arg)
+    if not configs:
+        raise SystemExit("Give one or more configuration files, e.g. configs/report.py.")
+    OUT.mkdir(parents=True, exist_ok=True)
+    runs_dir = OUT / "runs"
+    keys = ("accuracy", "balanced_accuracy", "macro_f1")
+    results = {}
+    for config in configs:
+        for seed in seeds:
+            result = train(config, seed, overrides, runs_dir)
+            results.setdefault(config, []).append(result)
+            print(f"{config} seed {seed}: " + "  ".join(f"{k} {result[k]:.3f}" for k in keys)
+                  + f"  epochs {result['epochs']}  {result['seconds_per_epoch']:.1f} s/epoch"
+                  f"  {result['minutes']:.1f} min  ({result['run']})", flush=True)
+    print("\n| configuration | val accuracy | balanced accuracy | macro-F1 | epochs | "
+          "s/epoch | run (min) |\n|---|---|---|---|---|---|---|")
+    for config, rows in results.items():
+        cells = []
+        for key in keys:
+            values = [r[key] for r in rows]
+            spread = (max(values) - min(values)) / 2
+            cells.append(f"{statistics.mean(values):.3f} +- {spread:.3f}")
+        print(f"| {config} | " + " | ".join(cells) + f" | {rows[0]['epochs']} | "
+              f"{statistics.mean(r['seconds_per_epoch'] for r in rows):.1f} | "
+              f"{statistics.mean(r['minutes'] for r in rows):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
