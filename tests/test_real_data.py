@@ -51,7 +51,7 @@ def test_each_bad_file_is_read_or_skipped_by_name(tmp_path):
     paths = layouts.list_images([tmp_path / "files"])
     assert sorted(p.name for p in paths) == sorted(expected)  # notes.txt passed over
     before = {p.name: p.read_bytes() for p in (tmp_path / "files").iterdir()}
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="Skipped .*(empty|truncated|text).jpg"):
         images, kept, skipped = cnn_data.load_images(paths, 24, 1)
     read = sorted(paths[i].name for i in kept)
     assert read == sorted(n for n, outcome in expected.items() if outcome == "read")
@@ -187,7 +187,7 @@ def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp
     assert [p.split("/")[-1] for p, _ in prepared["skipped"]] == ["broken.jpg"]
     assert prepared["counts_before"].tolist() == [3] * 8
     with pytest.raises(cnn_data.DataError, match="--strict=True and 1 file.*broken.jpg.*without --strict"):
-        with pytest.warns(UserWarning):
+        with pytest.warns(UserWarning, match="Skipped .*broken.jpg"):
             cnn_data.prepare_data({**tiny_params, "strict": True})
 
 
