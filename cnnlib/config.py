@@ -82,7 +82,8 @@ def read_config_file(path, defaults):
     """Return {lower-case name: value} of the UPPER_CASE names a configuration file sets.
 
     The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`), run in a
-    namespace of its own. Raises ConfigError naming the file and line for a name
+    namespace of its own; names starting with "_" are its own helpers, any other
+    name it assigns must be a parameter. Raises ConfigError naming the file and line for a name
     that is not a parameter, a value of the wrong type, or a file that is missing
     or does not run.
     """
@@ -101,11 +102,13 @@ def read_config_file(path, defaults):
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
         for target in targets:
-            if isinstance(target, ast.Name):
-                name = target.id
-                if name.isupper() and name.lower() not in defaults:
+            if isinstance(target, ast.Name) and not target.id.startswith("_"):
+                name = target.id  # a _PRIVATE name is the file's own helper
+                if not name.isupper() or name.lower() not in defaults:
+                    hint = (f"write it as {name.upper()}" if name.lower() in defaults
+                            else "check its spelling, or start a helper's name with _")
                     raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
-                                      f"of cnn_params.py; check its spelling.")
+                                      f"of cnn_params.py; {hint}.")
                 lines.setdefault(name, node.lineno)
     namespace = {}
     try:

@@ -40,6 +40,7 @@ def test_a_config_file_sets_values_and_the_command_line_wins(defaults, tmp_path)
 
 @pytest.mark.parametrize("text,message", [
     ("EPOCHS = 5\nEPOHCS = 5\n", r"mine.py, line 2: EPOHCS is not a parameter"),
+    ("_SIZE = 5\nepochs = _SIZE\n", r"mine.py, line 2: epochs is not a parameter .* EPOCHS"),
     ("EPOCHS = 'five'\n", r"mine.py, line 1: EPOCHS = 'five' should be a int"),
     ("EPOCHS = (\n", r"mine.py, line 1: not valid Python"),
     ("EPOCHS = 1 / 0\n", r"mine.py does not run: ZeroDivisionError"),
