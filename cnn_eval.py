@@ -228,13 +228,16 @@ def score_test_set(model, model_path, folder, trained, params):
 
 def print_test_set(outcome, folder, classes, out_dir, seconds):
     """Print each image's prediction, the scores, the per-class table and the matrix."""
-    root = Path(folder)
-    for r in outcome["results"]:
+    def shown(path):  # relative to the set: class folders may hold the same file names
         try:
-            name = Path(r["path"]).relative_to(root)
+            return str(Path(path).relative_to(folder))
         except ValueError:
-            name = Path(r["path"]).name
-        print(f"{str(name)}  true {r['true']:<9} predicted {r['predicted']:<9} "
+            return Path(path).name
+
+    names = [shown(r["path"]) for r in outcome["results"]]
+    width = max((len(n) for n in names), default=10)
+    for name, r in zip(names, outcome["results"]):
+        print(f"{name:<{width}}  true {r['true']:<9} predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}  {'ok' if r['correct'] else 'wrong'}")
     print("\n" + evaluation.format_summary(outcome["summary"]))
     print("\n" + report.format_scores(classes, outcome["scores"]))

@@ -66,12 +66,12 @@ def opencv():
         import cv2
     except ImportError:
         raise ConfigError("Finding faces needs OpenCV, which is not installed: run "
-                          "`pip install -r requirements.txt` (opencv-python-headless>=4.8,<5)."
+                          "`pip install -r requirements.txt` (opencv-python-headless>=4.10,<5)."
                           ) from None
     if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
         raise ConfigError(f"OpenCV {cv2.__version__} has no CascadeClassifier or cascade "
                           f"files (OpenCV 5 dropped them): install a 4.x version with "
-                          f"`pip install 'opencv-python-headless>=4.8,<5'`.")
+                          f"`pip install 'opencv-python-headless>=4.10,<5'`.")
     return cv2
 
 
@@ -86,7 +86,7 @@ def _detectors():
             if cascade.empty():
                 raise ConfigError(f"OpenCV's cascade file {path} is missing or damaged: "
                                   f"reinstall with `pip install --force-reinstall "
-                                  f"'opencv-python-headless>=4.8,<5'`.")
+                                  f"'opencv-python-headless>=4.10,<5'`.")
             cascades.append((cascade, neighbours))
         _local.cascades = cascades
     return _local.cascades

@@ -130,6 +130,7 @@ class _Progress:
         self.start = self.shown = time.perf_counter()
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.next_mark = 0.25  # without a terminal: a line at each quarter
+        self.printed = -1      # frames of the last line printed
 
     def update(self, done, final=False):
         now = time.perf_counter()
@@ -144,9 +145,10 @@ class _Progress:
             self.stream.write("\r" + text + ("\n" if final else ""))
             self.stream.flush()
             self.shown = now
-        elif not self.tty and (final or (self.total and share >= self.next_mark)):
+        elif not self.tty and done != self.printed and (
+                final or (self.total and share >= self.next_mark)):
             self.stream.write(text + "\n")
-            self.next_mark = share + 0.25
+            self.next_mark, self.printed = share + 0.25, done
 
 
 def _frame_rate(capture):
@@ -269,7 +271,7 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
             continue
     else:
         raise RunError(f"This OpenCV cannot write MP4 or AVI video into {out_dir}: install "
-                       f"opencv-python-headless>=4.8,<5 (pip install -r requirements.txt).")
+                       f"opencv-python-headless>=4.10,<5 (pip install -r requirements.txt).")
     seconds = time.perf_counter() - start
     bar.update(frames, final=True)
 
