@@ -53,7 +53,8 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cache, config, evaluation, faces, layouts, plots, report, runs, video  # noqa: E402,E501
+from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
+from cnnlib import runs, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read

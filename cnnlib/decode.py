@@ -77,7 +77,7 @@ def _resize(pixels, size):
 
 
 def resize(pixels, size):
-    """Return uint8 pixels [H, W, C] resized to [size, size, C] as every image is (never cropped)."""
+    """Return uint8 pixels [H, W, C] resized to [size, size, C], as every image is."""
     return _resize(pixels, size).numpy()
 
 

@@ -178,8 +178,9 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
             excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
                                          f"{', '.join(sorted(labels_of[image]))}"))
         elif len(image_splits) > 1:
+            named = ", ".join(sorted(split or "blank" for split in image_splits))
             excluded.append((str(found), f"listed in {csv_path.name} in more than one split "
-                                         f"({', '.join(sorted(s or 'blank' for s in image_splits))})"))
+                                         f"({named})"))
         else:
             paths.append(found)
             names.append(next(iter(labels_of[image])))

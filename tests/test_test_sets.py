@@ -9,6 +9,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
+import cnn_data
 import cnn_eval
 import cnn_params
 import cnn_run
@@ -45,9 +46,10 @@ def test_a_test_split_is_table3s_test_column_and_the_run_says_so(trained):
 
 
 def test_without_a_test_split_the_test_images_stay_the_test_set(tiny_params, capsys):
-    cnn_run.run(tiny_params)
+    data = cnn_data.prepare_data(tiny_params)
     assert (f"Test set (Table 3's \"test\" column): the labelled images in "
             f"{tiny_params['test_dir']} (8 images)") in capsys.readouterr().out
+    assert len(data["test"][1]) == 8 and data["test"][0].shape[1:] == (32, 32, 1)
 
 
 def write_test_set(folder):
