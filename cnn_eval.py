@@ -30,9 +30,13 @@ Offers:
   trained_params(model_path, model, defaults) -> the classes and input the model was
                                         trained with, checked against its output
   plan(sources, params)              -> [(kind, target)]: what to do with each source
-  score_images(model, paths, ...)    -> (per-image results, summary, images)
-  score_test_set(model, model_path, folder, trained, params) -> a labelled set scored
-  score_photos(model, photos, trained, params, out_dir) -> one result per face found
+  score_test_set(model, model_path, folder, trained, params)
+                                     -> a labelled test set scored into eval-<time>/
+  print_test_set(outcome, ...)       prints its predictions, scores, table and matrix
+  score_images_and_faces(model, model_path, paths, trained, params)
+                                     -> images scored whole or face by face; printed
+    score_images(model, paths, ...)  -> (per-image results, summary, images)
+    score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
   main(argv)
 """
@@ -197,8 +201,8 @@ def score_test_set(model, model_path, folder, trained, params):
 
     Images are preprocessed as the model's training data was (cropped to their
     largest face when it was trained with --crop_faces, or given --crop_faces=True).
-    Returns (outcome of evaluation.record_test_set, output folder, seconds spent
-    reading and predicting).
+    Returns (outcome of evaluation.record_test_set, output folder, seconds of the
+    whole pass: read, decode, predict, write the records).
     """
     classes = trained["classes"]
     found = layouts.find_test_set(folder, classes, trained["aliases"], params["labels_file"],
@@ -219,7 +223,6 @@ def score_test_set(model, model_path, folder, trained, params):
         raise DataError(f"No image of {found['source']} could be read: see the skipped "
                         f"files above.")
     labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
-    model.predict(images[:1], verbose=0)  # the first call builds the graph: not timed twice
     out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
     outcome = evaluation.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
@@ -262,8 +265,9 @@ def score_photos(model, photos, trained, params, out_dir):
     """Score every face of `photos` ([(path, boxes, (height, width))] of faces.sort_images).
 
     Saves each photo with its faces marked as <name>-faces.jpg in `out_dir`, and
-    faces.csv (one row a face). Prints one line a face: file, box, class,
-    probability; a photo with no face says so. Returns (results, crops).
+    faces.csv (one row a face); nothing when `out_dir` is None (no photo has a
+    face). Prints one line a face: file, box, class, probability; a photo with no
+    face says so. Returns (results, crops).
     """
     margin = _face_settings(trained, params)[1]
     classes, least = trained["classes"], params["min_face_size"]
@@ -289,10 +293,11 @@ def score_photos(model, photos, trained, params, out_dir):
                          f"{r['probability']:.4f}", *(f"{p:.4f}" for p in r["probabilities"])])
         results += found
         crops.append(face_crops)
-    header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
-              *(f"p_{c}" for c in classes)]
-    report.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
-    print(f"Photos with their faces marked, and faces.csv: {out_dir}")
+    if out_dir is not None:
+        header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
+                  *(f"p_{c}" for c in classes)]
+        report.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
+        print(f"Photos with their faces marked, and faces.csv: {out_dir}")
     size, channels = trained["image_size"], trained["channels"]
     return results, (np.concatenate(crops) if crops
                      else np.zeros((0, size, size, channels), np.uint8))
@@ -311,7 +316,8 @@ def score_images_and_faces(model, model_path, paths, trained, params):
             trained["channels"], params["batch_size"])
         print_results(results, summary)
     if photos:
-        out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
+        out_dir = (runs.new_output_dir(Path(model_path).parent, "eval")
+                   if any(boxes for _, boxes, _ in photos) else None)
         face_results, crops = score_photos(model, photos, trained, params, out_dir)
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:

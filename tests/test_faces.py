@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import cnn_data
 import cnn_eval
 import cnn_model
 import cnn_params
@@ -137,6 +138,7 @@ def test_photos_without_a_usable_face_say_so_and_are_not_errors(tmp_path, model_
     assert "wall.jpg: no face found (faces of at least 30 px were looked for" in out
     assert "tiny.png: no face found (the image (20x16) is smaller than the smallest face" in out
     assert {p.name: digest(p) for p in (blank, tiny)} == before
+    assert not list(model_path.parent.glob("eval-*"))  # no face, nothing to save
 
 
 @needs_shared
@@ -311,3 +313,26 @@ def test_face_crops_for_training_skip_faceless_files_and_are_cached(tmp_path):
                                    lambda *a: pytest.fail("not cached"), tag)
     np.testing.assert_array_equal(first[0], second[0])
     assert cache.cache_key([path], 32, 1, tag) != cache.cache_key([path], 32, 1)
+
+
+@needs_shared
+def test_training_can_crop_each_image_to_its_face(tmp_path, capsys):
+    first, second = shared_faces(2, 150)
+    for split in ("train", "validation"):
+        for name, face in (("happy", first), ("sad", second)):
+            scene = np.full((300, 500), 110, np.uint8)
+            scene[60:210, 200:350] = face
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            Image.fromarray(scene).save(tmp_path / "data" / split / name / "photo.png")
+    Image.new("L", (500, 300), 110).save(tmp_path / "data" / "train" / "sad" / "wall.png")
+    with pytest.warns(UserWarning, match="wall.png: no face found"):
+        data = cnn_data.load_data(tmp_path / "data", ["auto"], {}, 32, 1,
+                                  cache_dir=str(tmp_path / "cache"), crop_faces=True)
+    assert "Cropping each image to its largest face" in capsys.readouterr().out
+    images, labels, paths = data["train"]
+    assert images.shape == (2, 32, 32, 1) and [p.name for p in paths] == ["photo.png"] * 2
+    assert any("wall.png" in path for path, _ in data["skipped"])
+    scene = np.asarray(Image.open(paths[0]))[..., None]
+    box = faces.largest(faces.detect_faces(scene[..., 0]))
+    assert 190 <= box[0] and box[0] + box[2] <= 360  # the face, not the wall around it
+    np.testing.assert_array_equal(images[0], faces.crop_face(scene, box, 0.1, 32))
