@@ -180,6 +180,9 @@ def plan(sources, params):
         if path.is_dir() and layouts.is_labelled_folder(path, params["labels_file"]):
             jobs.append(("test_set", path))
         elif (path.is_file() or not path.exists()) and video.is_video(path):
+            if not path.exists():  # said before any model is loaded
+                raise DataError(f"Failed to find the video {path}: give the path of a video "
+                                f"file.")
             jobs.append(("video", path))
         else:
             if not images:

@@ -29,7 +29,7 @@ face that lies whole inside its window, and a tight crop's face fills the image;
 there the frontal cascades, then the profile cascade (and on the mirror image, for
 faces turned the other way) are run. Larger images do not get it: their faces rarely
 fill them, and a faceless video frame would cost three more passes. On the shared
-real set the tries find a face in 0.806, 0.848 and then 0.96 of the 2,324 images (see
+real set the tries find a face in 0.806, 0.848 and then 0.968 of the 2,324 images (see
 the README); they cost time only where the earlier ones found nothing. The cascade
 files ship inside the opencv-python 4.x wheels, so nothing is downloaded. OpenCV is
 imported only here and in video.py, and only when a face is looked for, so the rest
