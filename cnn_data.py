@@ -2,12 +2,15 @@
 
 Offers, in the order a run calls them:
   prepare_data(params, standin_dir)   -> everything training needs, in three steps:
-    load_data(data_dir, classes, ...) -> images and labels of train and validation
+    load_data(data_dir, classes, ...) -> images and labels of train, validation and the
+                                         data's own test split
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
     balance_data(images, labels, ...) -> Table 1's augmented set and Equation 1's weights
   print_class_table(classes, before, after, weights)
   load_test_set(test_dir, lookup, size, channels) -> labelled test images, or None
+  image_loader(crop_faces, margin, min_face) -> (loader, cache tag): whole images, or each
+                                         image's largest face (--crop_faces, cnnlib.faces)
   load_images(paths, size, channels)  -> decoded, resized uint8 images (cnnlib.decode)
   augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
   class_counts(labels, num_classes)   -> images per class
@@ -30,6 +33,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
 
     quiet.start()
 
+import functools  # noqa: E402
 import os  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -61,31 +65,57 @@ def _check_memory(count, size, channels, augment):
                         f"of free memory: lower --image_size.")
 
 
+def image_loader(crop_faces=False, margin=0.1, min_face=30):
+    """Return (loader, cache tag): how image files become training images.
+
+    The loader takes (paths, size, channels) and returns (images, kept, skipped)
+    like load_images. With `crop_faces` each image is its largest face, found by
+    OpenCV's detector, with `margin` around it (data sets of whole photos); a file
+    with no face is skipped. The tag keeps such crops apart in the cache.
+    """
+    if not crop_faces:
+        return load_images, ""
+    from cnnlib import faces
+
+    return (functools.partial(faces.load_face_crops, margin=margin, min_face=min_face),
+            faces.crops_tag(margin, min_face))
+
+
 def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
-              augment=False, **layout_options):
+              augment=False, crop_faces=False, face_margin=0.1, min_face_size=30,
+              **layout_options):
     """Find the labelled images of `data_dir` and decode them (from the cache if valid).
 
     `layout_options` are find_dataset's: labels_file, image_column, label_column,
-    images_dir, validation_fraction. Returns a dict: classes, aliases, layout,
+    images_dir, validation_fraction, split_column. With `crop_faces` each image
+    is its largest face (image_loader). Returns a dict: classes, aliases, layout,
     train and validation (each (uint8 images [N, size, size, channels], int64
-    labels [N], paths [N])), skipped ([(path, reason)]: unreadable or excluded
-    files) and unlabeled ([Path]).
+    labels [N], paths [N])), test (the same, of the data's own test split, or
+    None), skipped ([(path, reason)]: unreadable or excluded files) and
+    unlabeled ([Path]).
     """
     found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
+    test_count = len(found["test"][0]) if found["test"] else 0
     print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
           f"{len(found['train'][0])} training and {len(found['validation'][0])} "
-          f"validation images listed.")
-    _check_memory(len(found["train"][0]) + len(found["validation"][0]), size, channels,
-                  augment)
+          f"validation images listed" + (f", {test_count} test images." if test_count else "."))
+    _check_memory(len(found["train"][0]) + len(found["validation"][0]) + test_count, size,
+                  channels, augment)
+    loader, tag = image_loader(crop_faces, face_margin, min_face_size)
+    if crop_faces:
+        print(f"Cropping each image to its largest face (margin {face_margin}, faces of at "
+              f"least {min_face_size} pixels); the crops are cached like decoded images.")
     skipped = list(found["excluded"])
-    loaded = {}
-    for split in ("train", "validation"):
+    loaded = {"test": None}
+    for split in ("train", "validation", "test"):
+        if found[split] is None:
+            continue
         paths, labels = found[split]
         if cache_dir:
             images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
-                                                         load_images)
+                                                         loader, tag)
         else:
-            images, kept, unreadable = load_images(paths, size, channels)
+            images, kept, unreadable = loader(paths, size, channels)
         skipped += unreadable
         loaded[split] = (images, labels[kept], [paths[i] for i in kept])
     return {"classes": found["classes"], "aliases": found["aliases"],
@@ -143,7 +173,11 @@ def prepare_data(params, standin_dir=None):
     train_images/val_images (uint8 [N, size, size, channels]),
     train_labels/val_labels (int64 [N]), counts_before/counts_after (per class),
     weights ({class: weight} or None), skipped ([(path, reason)]), unlabeled
-    ([Path]), leaks ([(train path, validation path)]), layout (str) and standin (bool).
+    ([Path]), leaks ([(train path, validation path)]), layout (str), standin (bool),
+    test ((images, labels) of Table 3's "test" column, or None) and test_source
+    (str: what that is). The test set is the data's own test split (a test/
+    folder, or CSV rows marked test) when it has one, else TEST_DIR's labelled
+    images (the report's 8 test images of the stand-in).
     Raises DataError for data that cannot be trained on, and with STRICT for any
     file that would be skipped.
     """
@@ -160,19 +194,34 @@ def prepare_data(params, standin_dir=None):
                      params["augment"], labels_file=params["labels_file"],
                      image_column=params["image_column"], label_column=params["label_column"],
                      images_dir=params["images_dir"],
-                     validation_fraction=params["validation_fraction"])
+                     validation_fraction=params["validation_fraction"],
+                     split_column=params["split_column"], crop_faces=params["crop_faces"],
+                     face_margin=params["face_margin"], min_face_size=params["min_face_size"])
     leaks = check_data(data, data_dir, params["strict"])
     train_images, train_labels, _ = data["train"]
     train_images, train_labels, before, after, weights = balance_data(
         train_images, train_labels, len(data["classes"]), params["augment"],
         params["noise_sigma"], params["class_weights"], params["seed"])
     val_images, val_labels, _ = data["validation"]
+    if data["test"] is not None:
+        test = data["test"][:2]
+        test_source = f"the data's own test split ({len(test[1])} images)"
+    else:  # no test split: the report's test images, named after their class
+        loader, _ = image_loader(params["crop_faces"], params["face_margin"],
+                                 params["min_face_size"])
+        test = load_test_set(params["test_dir"], class_lookup(data["classes"], data["aliases"]),
+                             params["image_size"], params["channels"], loader)
+        test_source = (f"the labelled images in {params['test_dir']} ({len(test[1])} images)"
+                       if test is not None else "none (no test split, no labelled images in "
+                       f"{params['test_dir']})")
+    print(f"Test set (Table 3's \"test\" column): {test_source}.")
     return {"classes": data["classes"], "aliases": data["aliases"],
             "train_images": train_images, "train_labels": train_labels,
             "val_images": val_images, "val_labels": val_labels,
             "counts_before": before, "counts_after": after, "weights": weights,
             "skipped": data["skipped"], "unlabeled": data["unlabeled"], "leaks": leaks,
-            "layout": data["layout"], "standin": is_standin}
+            "layout": data["layout"], "standin": is_standin, "test": test,
+            "test_source": test_source}
 
 
 def print_class_table(classes, before, after, weights):
@@ -185,11 +234,11 @@ def print_class_table(classes, before, after, weights):
     print(f"{'total':<{width}} {before.sum():>7} {after.sum():>7}")
 
 
-def load_test_set(test_dir, lookup, size, channels):
+def load_test_set(test_dir, lookup, size, channels, loader=None):
     """Return (images, labels) of the labelled images in `test_dir`, or None if absent.
 
     A file's class comes from its name (`anger.jpg`, `raiva_2.png`), as the report's
-    8 test images are named.
+    8 test images are named. `loader` is image_loader's (default: load_images).
     """
     if not test_dir or not os.path.isdir(test_dir):
         return None
@@ -198,7 +247,9 @@ def load_test_set(test_dir, lookup, size, channels):
     labelled = [p for p, label in zip(paths, labels) if label is not None]
     if not labelled:
         return None
-    images, kept, _ = load_images(labelled, size, channels)
+    images, kept, _ = (loader or load_images)(labelled, size, channels)
+    if not len(kept):
+        return None
     return images, np.asarray([label for label in labels if label is not None])[kept]
 
 

@@ -1,24 +1,45 @@
-"""Score images with a saved model: the report's test on its 8 new images.
+"""Use a trained model: labelled test sets, photos, faces, videos and a webcam.
 
-Usage:  python cnn_eval.py [IMAGE_OR_FOLDER ...] [--model=PATH] [--name=value ...]
+Usage:  python cnn_eval.py [SOURCE ...] [--model=PATH] [--name=value ...]
 
-Without paths it scores TEST_DIR (test_images/). Without --model it loads the
-latest run's model.keras. For each image it prints the predicted class and its
-probability, and the true class when the file name states one (`anger.jpg`,
-`raiva_2.png`); then accuracy and loss over the labelled images (Table 3's
-"test" column). The classes, image size and channels are always the model's own:
-saved inside the .keras file, or in its run's params.json.
-
-It also saves a figure of each image with its true and predicted class and a bar
-of the class probabilities, as predictions-<time>.png beside the model (a new
-file each time, of the first 32 images; --figure=False skips it). --tta=True
-averages each image's prediction with its mirror's (test-time augmentation).
+Without --model it loads the latest run's model.keras. It dispatches on what each
+SOURCE is:
+  - a labelled test set: a folder of class folders, a data folder with a test/
+    split, or a folder with a labels CSV (the layouts training reads; class names
+    map through the same aliases, so angry/ scores as anger). It prints each
+    image's prediction, accuracy, balanced accuracy and macro-F1 with 95%
+    intervals, per-class precision, recall and F1, and the confusion matrix, and
+    writes them with the worst mistakes into a new folder eval-<time>/ beside the
+    model;
+  - a video file (any format OpenCV reads; --camera=0 reads a webcam instead):
+    the annotated video, one CSV row per frame and face, and each face's
+    expression over time, into eval-<time>/; frames per second are printed;
+  - image files, flat folders or .txt lists of images (TEST_DIR when no SOURCE is
+    given): each image's predicted class and probability, and the true class when
+    the file name states one (`anger.jpg`, `raiva_2.png`), then accuracy and loss
+    (Table 3's "test" column). With --faces (default auto, see cnnlib/faces.py) a
+    photo that is not already a face crop has each face found, cropped, scored and
+    printed (file, box, class, probability), and is saved with the boxes into
+    eval-<time>/. A figure of the images with their class bars is saved as
+    predictions-<time>.png beside the model (the first 32; --figure=False skips it).
+--tta=True averages each image's prediction with its mirror's (test-time
+augmentation), for labelled sets and image files. The classes, image size and channels are always the
+model's own: saved inside the .keras file, or in its run's params.json. Nothing
+given is ever written to.
 
 Offers:
   find_models(model, runs_dir)       -> Paths of the models to score
   trained_params(model_path, model, defaults) -> the classes and input the model was
                                         trained with, checked against its output
-  score_images(model, paths, ...)    -> (per-image results, summary, images)
+  plan(sources, params)              -> [(kind, target)]: what to do with each source
+  score_test_set(model, model_path, folder, trained, params)
+                                     -> a labelled test set scored into eval-<time>/
+  print_test_set(outcome, ...)       prints its predictions, scores, table and matrix
+  score_images_and_faces(model, model_path, paths, trained, params)
+                                     -> images scored whole or face by face; printed
+    score_images(model, paths, ...)  -> (per-image results, summary, images)
+    score_photos(model, photos, ...) -> one result per face found, photos marked
+  score_video(model, model_path, source, trained, params) -> a video's summary
   main(argv)
 """
 
@@ -29,6 +50,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
 
     quiet.start()
 
+import time  # noqa: E402
 from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,8 +59,9 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import config, evaluation, layouts, plots, report, runs  # noqa: E402
-from cnnlib.errors import ModelError, UserError  # noqa: E402
+from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
+from cnnlib import runs, video  # noqa: E402
+from cnnlib.errors import DataError, ModelError, UserError  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
 
@@ -81,7 +104,8 @@ def trained_params(model_path, model, defaults):
                 source = str(folder / "params.json")
                 break
     params = {**defaults, **{k: v for k, v in (info or {}).items()
-                             if k in ("classes", "aliases", "image_size", "channels")}}
+                             if k in ("classes", "aliases", "image_size", "channels",
+                                      "crop_faces", "face_margin")}}
     outputs = model.output_shape[-1]
     if outputs != len(params["classes"]):
         where = source if info is not None else "--classes (no params.json beside the model)"
@@ -143,30 +167,234 @@ def print_results(results, summary):
         print("No file name states a class, so no accuracy is computed.")
 
 
+def plan(sources, params):
+    """Return [(kind, target)] for the sources given, in order.
+
+    kind is "test_set" (a labelled folder), "video" (a file), "camera" (an
+    index) or "images" (the list of image paths of every other source, gathered
+    where the first of them stands). No source and no camera: TEST_DIR's images.
+    """
+    jobs, images = [], []
+    if params["camera"] >= 0:
+        jobs.append(("camera", params["camera"]))
+    if not sources and not jobs:
+        sources = [params["test_dir"]]
+    for source in sources:
+        path = Path(source)
+        if path.is_dir() and layouts.is_labelled_folder(path, params["labels_file"]):
+            jobs.append(("test_set", path))
+        elif (path.is_file() or not path.exists()) and video.is_video(path):
+            if not path.exists():  # said before any model is loaded
+                raise DataError(f"Failed to find the video {path}: give the path of a video "
+                                f"file.")
+            jobs.append(("video", path))
+        else:
+            if not images:
+                jobs.append(("images", images))
+            images.append(path)
+    return [(kind, layouts.list_images(target) if kind == "images" else target)
+            for kind, target in jobs]
+
+
+def _face_settings(trained, params):
+    """(crop faces?, margin) as the model was trained, or as asked on the command line."""
+    crop = bool(params["crop_faces"] or trained.get("crop_faces"))
+    margin = trained["face_margin"] if trained.get("crop_faces") else params["face_margin"]
+    return crop, margin
+
+
+def score_test_set(model, model_path, folder, trained, params):
+    """Score the labelled test set in `folder` and write it into eval-<time>/ beside the model.
+
+    Images are preprocessed as the model's training data was (cropped to their
+    largest face when it was trained with --crop_faces, or given --crop_faces=True).
+    Returns (outcome of evaluation.record_test_set, output folder, seconds of the
+    whole pass: read, decode, predict, write the records).
+    """
+    classes = trained["classes"]
+    found = layouts.find_test_set(folder, classes, trained["aliases"], params["labels_file"],
+                                  params["image_column"], params["label_column"],
+                                  params["images_dir"], params["split_column"])
+    crop, margin = _face_settings(trained, params)
+    loader, tag = cnn_data.image_loader(crop, margin, params["min_face_size"])
+    size, channels, paths = trained["image_size"], trained["channels"], found["paths"]
+    print(f"Test set: {found['source']}, {len(paths)} labelled image(s)"
+          + (", each cropped to its largest face" if crop else "") + ".")
+    start = time.perf_counter()
+    if params["cache_dir"]:
+        images, kept, skipped = cache.load_cached(paths, size, channels, params["cache_dir"],
+                                                  loader, tag)
+    else:
+        images, kept, skipped = loader(paths, size, channels)
+    if not len(kept):
+        raise DataError(f"No image of {found['source']} could be read: see the skipped "
+                        f"files above.")
+    labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
+    out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
+    outcome = evaluation.record_test_set(out_dir, model, images, labels, kept_paths, classes,
+                                         params["batch_size"], found["source"],
+                                         list(found["excluded"]) + list(skipped),
+                                         tta=params["tta"])
+    return outcome, out_dir, time.perf_counter() - start
+
+
+def print_test_set(outcome, folder, classes, out_dir, seconds):
+    """Print each image's prediction, the scores, the per-class table and the matrix."""
+    def shown(path):  # relative to the set: class folders may hold the same file names
+        try:
+            return str(Path(path).relative_to(folder))
+        except ValueError:
+            return Path(path).name
+
+    names = [shown(r["path"]) for r in outcome["results"]]
+    width = max((len(n) for n in names), default=10)
+    for name, r in zip(names, outcome["results"]):
+        print(f"{name:<{width}}  true {r['true']:<9} predicted {r['predicted']:<9} "
+              f"p={r['probability']:.3f}  {'ok' if r['correct'] else 'wrong'}")
+    print("\n" + evaluation.format_summary(outcome["summary"]))
+    print("\n" + report.format_scores(classes, outcome["scores"]))
+    width = max(8, *(len(c) for c in classes))
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    print(" " * width + " " + " ".join(f"{c[:7]:>7}" for c in classes))
+    for name, row in zip(classes, outcome["matrix"]):
+        print(f"{name:<{width}} " + " ".join(f"{n:>7}" for n in row))
+    count = len(outcome["results"])
+    print(f"\nScored {count} image(s) in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} "
+          f"images/s (read, decode, predict and write the records).")
+    if outcome["skipped"]:
+        print(f"{outcome['skipped']} file(s) skipped or left out, listed in "
+              f"{out_dir / 'skipped.txt'}.")
+    mistakes = "mistakes.png, " if (out_dir / "mistakes.png").is_file() else "no mistakes; "
+    print(f"Written to {out_dir}: predictions.csv, confusion.png/.csv, per_class.csv, "
+          f"{mistakes}scores.json")
+
+
+def score_photos(model, photos, trained, params, out_dir):
+    """Score every face of `photos` ([(path, boxes, (height, width))] of faces.sort_images).
+
+    Saves each photo with its faces marked as <name>-faces.jpg in `out_dir`, and
+    faces.csv (one row a face); nothing when `out_dir` is None (no photo has a
+    face). Prints one line a face: file, box, class, probability; a photo with no
+    face says so. Returns (results, crops).
+    """
+    margin = _face_settings(trained, params)[1]
+    classes, least = trained["classes"], params["min_face_size"]
+    results, crops, rows = [], [], []
+    for path, boxes, (height, width) in photos:
+        name = Path(path).name
+        if not boxes:
+            why = (f"the image ({width}x{height}) is smaller than the smallest face looked "
+                   f"for ({least} px)" if min(width, height) < least else
+                   f"faces of at least {least} px were looked for; --min_face_size lowers it "
+                   f"to 24")
+            print(f"{name}: no face found ({why}).")
+            continue
+        out_path = runs.unique_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
+        found, face_crops = faces.score_photo(model, path, boxes, classes,
+                                              trained["image_size"], trained["channels"],
+                                              margin, out_path)
+        for r in found:
+            x, y, w, h = r["box"]
+            print(f"{name}  face {r['face']}  box x={x} y={y} w={w} h={h}  "
+                  f"predicted {r['predicted']:<9} p={r['probability']:.3f}")
+            rows.append([str(path), r["face"], x, y, w, h, r["predicted"],
+                         f"{r['probability']:.4f}", *(f"{p:.4f}" for p in r["probabilities"])])
+        results += found
+        crops.append(face_crops)
+    if out_dir is not None:
+        header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
+                  *(f"p_{c}" for c in classes)]
+        report.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
+        print(f"Photos with their faces marked, and faces.csv: {out_dir}")
+    size, channels = trained["image_size"], trained["channels"]
+    return results, (np.concatenate(crops) if crops
+                     else np.zeros((0, size, size, channels), np.uint8))
+
+
+def score_images_and_faces(model, model_path, paths, trained, params):
+    """Today's image scoring for crops, faces for photos; prints; the predictions figure."""
+    mode = faces.face_mode(params["faces"])
+    whole, photos = faces.sort_images(paths, mode, params["min_face_size"])
+    classes = trained["classes"]
+    results, images = [], np.zeros((0, trained["image_size"], trained["image_size"],
+                                    trained["channels"]), np.uint8)
+    if whole:
+        results, summary, images = score_images(
+            model, whole, classes, trained["aliases"], trained["image_size"],
+            trained["channels"], params["batch_size"], params["tta"])
+        print_results(results, summary)
+    if photos:
+        out_dir = (runs.new_output_dir(Path(model_path).parent, "eval")
+                   if any(boxes for _, boxes, _ in photos) else None)
+        face_results, crops = score_photos(model, photos, trained, params, out_dir)
+        results, images = results + face_results, np.concatenate([images, crops])
+    if params["figure"] and results:
+        figure = runs.unique_path(
+            Path(model_path).parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
+        shown = min(len(results), FIGURE_IMAGES)
+        plots.plot_predictions(images[:shown], results[:shown], classes, figure)
+        print(f"Figure: {figure}" + (f" (the first {shown} images)"
+                                     if shown < len(results) else ""))
+
+
+def score_video(model, model_path, source, trained, params):
+    """Run a video file (a Path) or a webcam (an int) through the model. Returns the summary."""
+    live = isinstance(source, int)
+    name = f"camera{source}" if live else Path(source).name
+    capture = video.open_video(source)
+    try:
+        cv2 = faces.opencv()
+        announced = None if live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        print(f"Video: {name}" + (f", {announced} frames" if announced else "")
+              + (" (Ctrl-C stops and keeps what was seen)" if live else ""))
+        out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
+        try:
+            summary = video.process_video(
+                capture, model, trained["classes"], trained["image_size"], trained["channels"],
+                out_dir, name, _face_settings(trained, params)[1], params["min_face_size"],
+                params["max_frames"], params["smoothing"], announced, live)
+        except UserError:
+            if not any(out_dir.iterdir()):
+                out_dir.rmdir()  # our own folder, still empty: leave nothing behind
+            raise
+    finally:
+        capture.release()
+    frames = summary["frames"]
+    if announced and frames < announced and summary["stopped"] == "end":
+        print(f"note: {name} ended after {frames} of the {announced} frames its header "
+              f"announces (a truncated file?); the frames read are in the outputs.")
+    if not summary["faces"]:
+        print(f"No face was found in any frame (faces of at least {params['min_face_size']} "
+              f"px are looked for).")
+    print(f"{frames} frame(s), {summary['rows']} face row(s), {len(summary['faces'])} "
+          f"face(s) followed; {summary['seconds']:.1f} s: {summary['fps']:.1f} frames/s "
+          f"(read, find faces, classify, draw, write).")
+    print(f"Written to {out_dir}: {summary['video'].name}, {summary['csv'].name}, "
+          f"{summary['figure'].name}")
+    return summary
+
+
 def main(argv=None):
-    """`python cnn_eval.py [IMAGES ...] [--model=PATH] [--name=value ...]`; the exit status."""
+    """`python cnn_eval.py [SOURCES ...] [--model=PATH] [--name=value ...]`; the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False}
     try:
         params, sources = config.parse_args(argv, defaults)
         model_paths = find_models(params["model"], params["runs_dir"])
-        paths = layouts.list_images(sources or [params["test_dir"]])
+        jobs = plan(sources, params)
         for model_path in model_paths:
             model = cnn_model.load_model(model_path)
             trained = trained_params(model_path, model, params)
             print(f"\nModel: {model_path}")
-            results, summary, images = score_images(
-                model, paths, trained["classes"], trained["aliases"],
-                trained["image_size"], trained["channels"], params["batch_size"], params["tta"])
-            print_results(results, summary)
-            if params["figure"] and results:
-                figure = runs.unique_path(
-                    model_path.parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
-                shown = min(len(results), FIGURE_IMAGES)
-                plots.plot_predictions(images[:shown], results[:shown], trained["classes"],
-                                       figure)
-                print(f"Figure: {figure}" + (f" (the first {shown} images)"
-                                             if shown < len(results) else ""))
+            for kind, target in jobs:
+                if kind == "test_set":
+                    outcome, out_dir, seconds = score_test_set(model, model_path, target,
+                                                               trained, params)
+                    print_test_set(outcome, target, trained["classes"], out_dir, seconds)
+                elif kind in ("video", "camera"):
+                    score_video(model, model_path, target, trained, params)
+                else:
+                    score_images_and_faces(model, model_path, target, trained, params)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

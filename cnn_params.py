@@ -105,3 +105,23 @@ EARLY_STOPPING = 0     # patience in epochs on validation loss, then the best ep
                        # weights are kept; 0 = off (report: 50 epochs)
 TENSORBOARD = False    # also write TensorBoard logs into the run folder
 DETERMINISTIC = True   # TensorFlow op determinism: same seed and data, same history
+
+# ---------------------------------------------------------------- using a trained model
+# Test sets: a labels CSV may mark each row's split in this column (train, validation,
+# test; FER2013's Training/PublicTest/PrivateTest too). Rows marked test, like a test/
+# folder beside train/, become Table 3's "test" column instead of TEST_DIR.
+SPLIT_COLUMN = "split"
+# Faces (OpenCV's detector) in the images given to cnn_eval.py: "true" finds and scores
+# every face of every image; "false" scores each image whole; "auto" scores an image
+# whole when it is already a face crop (its face covers a quarter of it or more, or no
+# face is found and it is at most 400 px), else each of its faces.
+FACES = "auto"
+CROP_FACES = False     # training: crop each image to its largest face (sets of whole photos)
+FACE_MARGIN = 0.1      # margin around a detected face, a share of its side on each side
+                       # (the shared real set's crops frame the detector's box about so)
+MIN_FACE_SIZE = 30     # smallest face looked for, in pixels (24 is the detector's own limit)
+# Video: cnn_eval.py clip.mp4 (any format OpenCV reads), or a webcam.
+CAMERA = -1            # webcam index to read (0 = the first); -1 = none
+MAX_FRAMES = 0         # stop a video or the webcam after this many frames; 0 = all
+SMOOTHING = 0.5        # seconds: moving average of each face's probabilities in the
+                       # expression-over-time figure (0 = raw; the CSV is always raw)

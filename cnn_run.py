@@ -91,7 +91,8 @@ def write_data_records(run_dir, params, data):
                  "train_after": data["counts_after"].tolist(),
                  "validation": cnn_data.class_counts(data["val_labels"], len(classes)).tolist(),
                  "class_weights": data["weights"], "skipped": len(data["skipped"]),
-                 "unlabeled": len(data["unlabeled"]), "leaks": len(data["leaks"])}})
+                 "unlabeled": len(data["unlabeled"]), "leaks": len(data["leaks"]),
+                 "test": data["test_source"]}})
     if data["skipped"]:
         atomic.write_text(run_dir / "skipped.txt", "".join(  # absolute: usable from anywhere
             f"{Path(path).resolve()}\t{reason}\n" for path, reason in data["skipped"]))
@@ -120,7 +121,8 @@ def model_options(params, steps_per_epoch):
 def model_info(params):
     """What a saved model carries inside its file: its classes and input."""
     return {"classes": params["classes"], "aliases": params["aliases"],
-            "image_size": params["image_size"], "channels": params["channels"]}
+            "image_size": params["image_size"], "channels": params["channels"],
+            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"]}
 
 
 def training_callbacks(params, folder):
@@ -190,8 +192,9 @@ def record_evaluation(params, data, model, folder, title):
     """Evaluate one trained model and write its records into `folder`.
 
     Returns its metrics: {split: {"accuracy", "loss", "balanced_accuracy",
-    "macro_f1", their 95% intervals, "images"}} for train, validation and (when
-    TEST_DIR has labelled images) test, plus per-class validation scores.
+    "macro_f1", their 95% intervals, "images"}} for train, validation and test
+    (the data's test split, else TEST_DIR's labelled images), plus per-class
+    validation scores.
     metrics.json is written last, so a variant that has it is recorded.
     """
     classes, batch = params["classes"], params["batch_size"]
@@ -253,8 +256,6 @@ def run(params, extra_callbacks=()):
     classes = data["classes"]
     cnn_data.print_class_table(classes, data["counts_before"], data["counts_after"],
                                data["weights"])
-    data["test"] = cnn_data.load_test_set(params["test_dir"], cnn_data.class_lookup(
-        classes, params["aliases"]), params["image_size"], params["channels"])
     if run_dir is None:  # the folder is made only once the data is known to be good
         tag = "compare" if params["compare"] else VARIANTS[params["dropout"]]
         run_dir = runs.new_run_dir(params["runs_dir"], tag)
@@ -281,8 +282,8 @@ def run(params, extra_callbacks=()):
     if params["compare"]:
         plots.plot_overlay({name: runs.read_history(run_dir / name / "history.csv")
                             for name in results}, run_dir / "overlay.png")
-    print("\nTable 3 (accuracy and loss; test = the labelled images in "
-          f"{params['test_dir']}):\n" + (run_dir / "table3.md").read_text())
+    print(f"\nTable 3 (accuracy and loss; test = {data['test_source']}):\n"
+          + (run_dir / "table3.md").read_text())
     runs.mark_latest(params["runs_dir"], run_dir)
     print(f"Saved {run_dir}")
     return run_dir

@@ -15,6 +15,8 @@ Modules, roughly in the order a run uses them:
   evaluation      predictions of a model on a labelled set, and the files recording them
   report          confusion matrix, per-class scores, Table 3
   plots           figures (matplotlib, PNG)
+  faces           the face detector (OpenCV): find, crop and mark faces in photos
+  video           expressions of the faces in a video or a webcam's frames
 
 Data flows one way: cnn_params -> cnn_data -> cnn_model -> cnn_run / cnn_eval, and
 each of them may use this package; nothing here imports one of those scripts.
@@ -28,3 +30,8 @@ if os.environ.get("CNN_TF_LOGS") == "1":
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 else:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenCV and its FFmpeg print their own lines for a video they cannot read
+    # ("moov atom not found"); faces and video say it in one sentence instead.
+    # Read when OpenCV loads, so set here too; CNN_TF_LOGS=1 leaves them on.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET

@@ -1,9 +1,11 @@
 """Disk cache of decoded, resized images, so a second run starts training in seconds.
 
 Offers:
-  cache_key(paths, size, channels) -> hex key of the files (paths, sizes, modification
-                                      times) and of the preprocessing that made them
-  load_cached(paths, size, channels, cache_dir, loader)
+  cache_key(paths, size, channels, tag) -> hex key of the files (paths, sizes,
+                                      modification times) and of the preprocessing that
+                                      made them (`tag` names any beyond the resize, such
+                                      as cropping to faces)
+  load_cached(paths, size, channels, cache_dir, loader, tag)
                                    -> (images, kept, skipped) as decode.load_images
                                       returns them, from the cache when it is valid
 
@@ -26,14 +28,20 @@ from cnnlib import atomic
 CACHE_VERSION = 1
 
 
-def cache_key(paths, size, channels):
-    """Return a hex key of the files' paths, sizes and mtimes and the preprocessing."""
+def cache_key(paths, size, channels, tag=""):
+    """Return a hex key of the files' paths, sizes and mtimes and the preprocessing.
+
+    `tag` describes preprocessing beyond decode and resize (e.g. face crops with
+    their margin and detector); "" keeps the keys of plain decoded images as they were.
+    """
     import PIL
     import tensorflow as tf
 
     digest = hashlib.sha256()
     digest.update(f"v{CACHE_VERSION}|{size}|{channels}|tf{tf.__version__}|"
                   f"pil{PIL.__version__}\n".encode())
+    if tag:
+        digest.update(f"{tag}\n".encode())
     for path in paths:
         try:
             info = os.stat(path)
@@ -70,14 +78,15 @@ def _write(path, key, images, kept, skipped):
                  skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
 
 
-def load_cached(paths, size, channels, cache_dir, loader):
+def load_cached(paths, size, channels, cache_dir, loader, tag=""):
     """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
 
     The result is (images, kept, skipped) as decode.load_images returns it.
     The files' skipped reasons are stored too, so a cached run warns of the same
-    skipped files.
+    skipped files. `tag` names what `loader` does beyond decode and resize (see
+    cache_key), so face crops and whole images never share a cache file.
     """
-    key = cache_key(paths, size, channels)
+    key = cache_key(paths, size, channels, tag)
     path = Path(cache_dir) / f"images-{key[:32]}.npz"
     if path.is_file():
         cached = _read(path, key)

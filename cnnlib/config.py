@@ -235,6 +235,13 @@ _RULES = {
     "runs_dir": (_text, "a folder"),
     "image_column": (_text, "a column name"),
     "label_column": (_text, "a column name"),
+    "faces": (lambda v: isinstance(v, str) and v.strip().lower() in {
+        "true", "false", "auto", "yes", "no", "1", "0", "on", "off"}, "true, false or auto"),
+    "face_margin": _number(0, 2),
+    "min_face_size": _number(24, 4096),
+    "camera": _number(-1, 99),
+    "max_frames": _number(0, 10**9),
+    "smoothing": _number(0, 3600),
 }
 
 

@@ -4,6 +4,11 @@ Offers:
   decode_image(path, size, channels)           -> one uint8 image [size, size, channels]
   load_images(paths, size, channels, workers)  -> (uint8 images [K, size, size, channels],
                                                   kept indices, skipped (path, reason))
+  decode_full(path, channels)                  -> one uint8 image at its own size
+                                                  [height, width, channels] (faces are
+                                                  found and cropped in it)
+  resize(pixels, size)                         -> uint8 [size, size, channels], the
+                                                  resize every image above goes through
 
 TensorFlow decodes JPEG, PNG, BMP and GIF, as the report does, in one parallel
 graph-mode tf.data pipeline; Pillow decodes the rest (WebP, CMYK or EXIF-rotated
@@ -25,12 +30,13 @@ def _decode_with_pillow(path, size, channels):
     """Decode what TensorFlow cannot (WebP, CMYK, 16-bit, EXIF-rotated...).
 
     Pillow reads the header first, so a large file that is no image is turned
-    down without being read whole. Returns a uint8 array [height, width, channels].
+    down without being read whole. `size` None decodes at full size.
+    Returns a uint8 array [height, width, channels].
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
-        if image.format == "JPEG":
+        if image.format == "JPEG" and size:
             # Let libjpeg decode a huge photo at a fraction of its size (never below
             # what the resize needs), so it is never held at full size.
             image.draft(image.mode, (size, size))
@@ -68,6 +74,11 @@ def _resize(pixels, size):
     """
     resized = tf.image.resize(pixels, (size, size), method="bilinear", antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
+
+
+def resize(pixels, size):
+    """Return uint8 pixels [H, W, C] resized to [size, size, C], as every image is."""
+    return _resize(pixels, size).numpy()
 
 
 def _tf_decode_resize(data, size, channels):
@@ -127,6 +138,35 @@ def decode_image(path, size, channels):
     except Exception as error:  # Pillow raises many types for broken files
         raise DataError(f"{path} is not a readable image ({error}).") from None
     return _resize(pixels, size).numpy()
+
+
+def decode_full(path, channels):
+    """Decode the image file at `path` by its content, at its own size.
+
+    The same decoders as decode_image (TensorFlow for JPEG, PNG, BMP and GIF,
+    Pillow for the rest, EXIF rotation applied), without the resize, so a face
+    cut out of it and resized is preprocessed as a training image is.
+    Returns uint8 [height, width, channels]. Raises DataError when the file is
+    empty or not a readable image.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_HEADER_BYTES)
+    if not head:
+        raise DataError(f"{path} is empty.")
+    if _tf_can_decode(head):
+        try:
+            data = tf.io.read_file(str(path))
+            return tf.io.decode_image(data, channels=channels, expand_animations=False).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+            pass  # as in decode_image: Pillow tries next
+    from PIL import UnidentifiedImageError
+
+    try:
+        return _decode_with_pillow(path, None, channels)
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not a readable image (no known image format).") from None
+    except Exception as error:  # Pillow raises many types for broken files
+        raise DataError(f"{path} is not a readable image ({error}).") from None
 
 
 def _tf_route(path):

@@ -3,13 +3,18 @@
 Offers, in the order a run calls them:
   normalise_label(text)               -> a class name in canonical form
   class_lookup(classes, aliases)      -> {normalised name: class index}
-  find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train and
-                                         validation, in the first layout that fits:
-    find_split_folders(...)           <data_dir>/train/<class>/* (+ validation/)
-    find_labels_file(...)             a labels CSV in <data_dir>
+  find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train,
+                                         validation and test (when the data has a test
+                                         split), in the first layout that fits:
+    find_split_folders(...)           <data_dir>/train/<class>/* (+ validation/, test/)
+    find_labels_file(...)             a labels CSV in <data_dir> (+ a split column)
     find_class_tree(...)              <data_dir>/<class>/*
+  find_test_set(folder, classes, ...) -> (paths, labels) of a labelled test set for
+                                         cnn_eval.py, in the same layouts
   list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
-  read_labels_file(csv, ...)          -> (paths, label names, excluded, unlabeled)
+  read_labels_file(csv, ...)          -> (paths, label names, excluded, unlabeled, splits)
+  split_name(value)                   -> "train", "validation", "test" or "" of a CSV cell
+  is_labelled_folder(path, labels_file) -> True for a folder of class folders or a labels CSV
   choose_classes(classes, ...)        -> the given classes, or those found ("auto")
   stratified_split(labels, ...)       -> (train, validation) indices, per class
   identical_files(paths_a, paths_b)   -> pairs of byte-identical files across two lists
@@ -31,6 +36,13 @@ from cnnlib.errors import DataError
 
 # CLASSES = ["auto"] takes the classes found in the data.
 AUTO = "auto"
+
+# Values of a labels CSV's split column (FER2013's "Usage" column holds Training,
+# PublicTest and PrivateTest); a blank cell is training data, split as usual.
+SPLIT_VALUES = {"train": "train", "training": "train",
+                "validation": "validation", "valid": "validation", "val": "validation",
+                "dev": "validation",
+                "test": "test", "testing": "test", "publictest": "test", "privatetest": "test"}
 
 # Files that are never images and are passed over without a word.
 _NOT_IMAGES = {".txt", ".csv", ".json", ".md", ".db", ".ini", ".xml", ".py"}
@@ -103,16 +115,33 @@ def folder_labels(root):
     return sorted({normalise_label(p.name) for p in _class_dirs(root)})
 
 
-def read_labels_file(csv_path, image_column, label_column, images_dir=""):
-    """Read a CSV of image paths and labels.
+def split_name(value, where="the split column"):
+    """Return "train", "validation", "test" or "" (blank) for a split column's cell.
+
+    Raises DataError naming `where` for any other value.
+    """
+    key = re.sub(r"[\s\-_]+", "", str(value).strip().lower())
+    if not key:
+        return ""
+    if key not in SPLIT_VALUES:
+        raise DataError(f"{where} has the value {value!r}: use train, validation or test "
+                        f"(or leave it blank for training data).")
+    return SPLIT_VALUES[key]
+
+
+def read_labels_file(csv_path, image_column, label_column, images_dir="", split_column=""):
+    """Read a CSV of image paths and labels (and, if it has one, a split column).
 
     Image paths may be relative to the CSV's folder or to `images_dir` inside it.
-    Returns (paths, names, excluded, unlabeled): the labelled images that exist
-    (Paths), their normalised label names, (path, reason) for every listed image
-    left out (missing file, conflicting labels), and the images in the images
-    folder that the CSV does not list (sorted Paths).
+    Returns (paths, names, excluded, unlabeled, splits): the labelled images that
+    exist (Paths), their normalised label names, (path, reason) for every listed
+    image left out (missing file, conflicting labels or splits), the images in
+    the images folder that the CSV does not list (sorted Paths), and each path's
+    split ("train", "validation", "test" or "" when blank or the CSV has no
+    column `split_column`).
     A row with an empty label leaves its image unlabeled.
-    Raises DataError when the CSV lacks one of the two columns or is not text.
+    Raises DataError when the CSV lacks one of the two columns, is not text, or
+    has a split value other than those of SPLIT_VALUES.
     """
     csv_path = Path(csv_path)
     base = csv_path.parent
@@ -129,29 +158,39 @@ def read_labels_file(csv_path, image_column, label_column, images_dir=""):
                     for row in reader]
     except UnicodeDecodeError:
         raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+    has_splits = bool(split_column) and split_column in columns
 
-    labels_of = {}  # listed image -> set of normalised labels
+    labels_of, splits_of = {}, {}  # listed image -> set of normalised labels, of splits
     for row in rows:
         if row[image_column] and normalise_label(row[label_column]):
             labels_of.setdefault(row[image_column], set()).add(normalise_label(row[label_column]))
+            if has_splits:
+                splits_of.setdefault(row[image_column], set()).add(split_name(
+                    row.get(split_column, ""), f"{csv_path} (column {split_column!r})"))
     folders = [base / images_dir, base] if images_dir else [base]
-    paths, names, excluded = [], [], []
+    paths, names, excluded, splits = [], [], [], []
     for image in sorted(labels_of):
         found = next((f / image for f in folders if (f / image).is_file()), None)
+        image_splits = splits_of.get(image, {""})
         if found is None:
             excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
         elif len(labels_of[image]) > 1:
             excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
                                          f"{', '.join(sorted(labels_of[image]))}"))
+        elif len(image_splits) > 1:
+            named = ", ".join(sorted(split or "blank" for split in image_splits))
+            excluded.append((str(found), f"listed in {csv_path.name} in more than one split "
+                                         f"({named})"))
         else:
             paths.append(found)
             names.append(next(iter(labels_of[image])))
+            splits.append(next(iter(image_splits)))
     listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
     image_folder = next(f for f in folders if f.is_dir())  # base always is one
     unlabeled = sorted(p for p in image_folder.iterdir()
                        if _is_candidate(p) and p.resolve() not in listed
                        and p.resolve() != csv_path.resolve())
-    return paths, names, excluded, unlabeled
+    return paths, names, excluded, unlabeled, splits
 
 
 def choose_classes(classes, aliases, found):
@@ -200,35 +239,46 @@ def _with_split(paths, labels, fraction, seed):
 
 
 def find_split_folders(data_dir, classes, aliases, validation_fraction, seed):
-    """Layout 1: <data_dir>/train/<class>/*, and validation/<class>/* or a split of train.
+    """Layout 1: <data_dir>/train/<class>/*, and validation/<class>/* or a split of train;
+    test/<class>/* when present is the test split.
 
     Returns (layout, classes, aliases, splits) as the layouts below do.
     """
     data_dir = Path(data_dir)
     has_validation = (data_dir / "validation").is_dir()
+    has_test = (data_dir / "test").is_dir()
     found = set(folder_labels(data_dir / "train"))
-    if has_validation:
-        found |= set(folder_labels(data_dir / "validation"))
+    for split, present in (("validation", has_validation), ("test", has_test)):
+        if present:
+            found |= set(folder_labels(data_dir / split))
     classes, aliases = choose_classes(classes, aliases, sorted(found))
     lookup = class_lookup(classes, aliases)
     paths, labels = list_split(data_dir, "train", lookup)
     if has_validation:
         splits = {"train": (paths, labels),
                   "validation": list_split(data_dir, "validation", lookup)}
-        return "train/validation class folders", classes, aliases, splits
-    return ("train class folders, split", classes, aliases,
-            _with_split(paths, labels, validation_fraction, seed))
+        layout = "train/validation class folders"
+    else:
+        splits = _with_split(paths, labels, validation_fraction, seed)
+        layout = "train class folders, split"
+    if has_test:
+        splits["test"] = list_split(data_dir, "test", lookup)
+        layout += ", test/ split"
+    return layout, classes, aliases, splits
 
 
 def find_labels_file(data_dir, classes, aliases, labels_file, image_column, label_column,
-                     images_dir, validation_fraction, seed):
+                     images_dir, validation_fraction, seed, split_column=""):
     """Layout 2: a CSV in `data_dir` with image and label columns, split.
 
+    With a column `split_column`, rows marked test are the test split and rows
+    marked validation the validation split; the rest (train or blank) are training
+    data, split by `validation_fraction` only when no row is marked validation.
     Returns (layout, classes, aliases, splits, excluded, unlabeled).
     """
     csv_path = Path(data_dir) / labels_file
-    paths, names, excluded, unlabeled = read_labels_file(csv_path, image_column,
-                                                         label_column, images_dir)
+    paths, names, excluded, unlabeled, marks = read_labels_file(
+        csv_path, image_column, label_column, images_dir, split_column)
     classes, aliases = choose_classes(classes, aliases, sorted(set(names)))
     lookup = class_lookup(classes, aliases)
     unknown = sorted({n for n in names if n not in lookup})
@@ -240,8 +290,24 @@ def find_labels_file(data_dir, classes, aliases, labels_file, image_column, labe
         raise DataError(f"{csv_path} lists no image that exists with a label: check "
                         f"--images_dir and the paths in --image_column={image_column}.")
     labels = np.asarray([lookup[n] for n in names], np.int64)
-    return (f"labels file {labels_file}", classes, aliases,
-            _with_split(paths, labels, validation_fraction, seed), excluded, unlabeled)
+    layout = f"labels file {labels_file}"
+    if not any(marks):
+        return (layout, classes, aliases, _with_split(paths, labels, validation_fraction, seed),
+                excluded, unlabeled)
+
+    def rows(*wanted):
+        keep = [i for i, mark in enumerate(marks) if mark in wanted]
+        return [paths[i] for i in keep], labels[keep]
+
+    train_paths, train_labels = rows("train", "")
+    if "validation" in marks:
+        splits = {"train": (train_paths, train_labels), "validation": rows("validation")}
+    else:
+        splits = _with_split(train_paths, train_labels, validation_fraction, seed)
+    if "test" in marks:
+        splits["test"] = rows("test")
+    return (f"{layout} with its {split_column!r} column", classes, aliases, splits, excluded,
+            unlabeled)
 
 
 def find_class_tree(data_dir, classes, aliases, validation_fraction, seed):
@@ -259,14 +325,16 @@ def find_class_tree(data_dir, classes, aliases, validation_fraction, seed):
 
 def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_column="image",
                  label_column="emotion", images_dir="images", validation_fraction=0.2,
-                 seed=0):
+                 seed=0, split_column="split"):
     """Find the labelled images of `data_dir` in the first supported layout that fits.
 
-    Layouts, tried in this order: split class folders (train/ and validation/),
-    a labels CSV (`labels_file`), one class-folder tree. Splits take
+    Layouts, tried in this order: split class folders (train/ and validation/,
+    and test/ when present), a labels CSV (`labels_file`, whose `split_column`
+    may mark train, validation and test rows), one class-folder tree. Splits take
     `validation_fraction` of each class, reproducibly from `seed`.
     Returns a dict: layout (str), classes (list), aliases ({class: other names}),
-    train and validation (each (paths, int64 labels)), excluded ([(path, reason)]),
+    train and validation (each (paths, int64 labels)), test ((paths, labels) of
+    the data's own test split, or None), excluded ([(path, reason)]),
     unlabeled ([Path]).
     Raises DataError for anything that stops training: a missing folder, an
     unknown class or label, a class with no images.
@@ -282,7 +350,7 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
     elif labels_file and (data_dir / labels_file).is_file():
         layout, classes, aliases, splits, excluded, unlabeled = find_labels_file(
             data_dir, classes, aliases, labels_file, image_column, label_column, images_dir,
-            validation_fraction, seed)
+            validation_fraction, seed, split_column)
     elif _class_dirs(data_dir):
         layout, classes, aliases, splits = find_class_tree(
             data_dir, classes, aliases, validation_fraction, seed)
@@ -295,7 +363,75 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
                         f"{data_dir}: add images, remove them from CLASSES, or use "
                         f"--classes=auto.")
     return {"layout": layout, "classes": classes, "aliases": aliases, "train": splits["train"],
-            "validation": splits["validation"], "excluded": excluded, "unlabeled": unlabeled}
+            "validation": splits["validation"], "test": splits.get("test"),
+            "excluded": excluded, "unlabeled": unlabeled}
+
+
+def is_labelled_folder(path, labels_file="legend.csv"):
+    """True when `path` is a folder holding class folders (or train/, test/) or a labels CSV."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return bool(labels_file and (path / labels_file).is_file()) or bool(_class_dirs(path))
+
+
+def _unknown_classes(where, unknown, found, lookup, classes):
+    """DataError for test-set class names the model does not know, listing both sets."""
+    return DataError(f"{where} has the class(es) {', '.join(unknown)}, which the model does "
+                     f"not know: the model's classes are {', '.join(classes)} (also written "
+                     f"{', '.join(sorted(set(lookup) - set(classes)))}), the test set's are "
+                     f"{', '.join(found)}; rename the folders or labels to the model's names.")
+
+
+def find_test_set(folder, classes, aliases, labels_file="legend.csv", image_column="image",
+                  label_column="emotion", images_dir="images", split_column="split"):
+    """Find a labelled test set in `folder`, in the layouts training reads.
+
+    - `folder`/test/<class>/* (a data folder with a test split): that split;
+    - a labels CSV `labels_file`: its rows marked test in `split_column`, or all
+      its labelled rows when none is marked;
+    - `folder`/<class>/*: every image.
+    Class names map through `aliases` to `classes` (the model's), as in training.
+    Returns a dict: paths (list of Path), labels (int64 [N]), source (str, what
+    was read), excluded ([(path, reason)]).
+    Raises DataError for a class the model does not know (naming both sets), a
+    data folder with train/ but no test/ split, or a set with no images.
+    """
+    folder = Path(folder)
+    lookup = class_lookup(classes, aliases)
+    excluded = []
+    if (folder / "test").is_dir():
+        tree, source = folder / "test", f"the test/ split of {folder}"
+    elif (folder / "train").is_dir():
+        raise DataError(f"{folder} is a training data folder with no test/ split: give a "
+                        f"folder of class folders to score (e.g. {folder / 'validation'}), "
+                        f"or add a test/ split.")
+    elif labels_file and (folder / labels_file).is_file():
+        csv_path = folder / labels_file
+        paths, names, excluded, _, marks = read_labels_file(
+            csv_path, image_column, label_column, images_dir, split_column)
+        if "test" in marks:
+            keep = [i for i, mark in enumerate(marks) if mark == "test"]
+            paths, names = [paths[i] for i in keep], [names[i] for i in keep]
+            source = f"the rows of {csv_path} marked test"
+        else:
+            source = f"every labelled image of {csv_path}"
+        unknown = sorted({n for n in names if n not in lookup})
+        if unknown:
+            raise _unknown_classes(csv_path, unknown, sorted(set(names)), lookup, classes)
+        if not paths:
+            raise DataError(f"{csv_path} lists no image that exists with a label: check "
+                            f"--images_dir and the paths in --image_column={image_column}.")
+        return {"paths": paths, "labels": np.asarray([lookup[n] for n in names], np.int64),
+                "source": source, "excluded": excluded}
+    else:
+        tree, source = folder, f"the class folders of {folder}"
+    found = folder_labels(tree)
+    unknown = [name for name in found if name not in lookup]
+    if unknown:
+        raise _unknown_classes(tree, unknown, found, lookup, classes)
+    paths, labels = list_split(tree.parent, tree.name, lookup)
+    return {"paths": paths, "labels": labels, "source": source, "excluded": excluded}
 
 
 def _digest(path):

@@ -7,6 +7,9 @@ Every figure is written atomically (a temporary file, then a rename). Offers:
   plot_confusion(matrix, classes, path)  -> confusion matrix, counts and row percentages
   plot_predictions(images, results, classes, path) -> each image with its class bars
   plot_examples(images, labels, classes, path)     -> a grid of examples per class
+  plot_mistakes(images, results, path)   -> the confidently wrong images, true and predicted
+  plot_expressions(tracks, classes, path, smoothing) -> each video face's class
+                                            probabilities over time
 """
 
 import matplotlib
@@ -163,6 +166,82 @@ def plot_examples(images, labels, classes, path, per_class=6, augmented=None):
         axes[c, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     if augmented:
         axes[0, -1].set_title("augmented", fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+    return path
+
+
+def plot_mistakes(images, results, path, title="The most confident mistakes"):
+    """Save a grid of wrongly predicted images, most confident first.
+
+    `images` are uint8 [N, H, W, C] as the model saw them, `results` one dict
+    each with path, true, predicted and probability (of the predicted class).
+    Returns `path`.
+    """
+    count = len(results)
+    columns = min(4, max(1, count))
+    rows = max(1, (count + columns - 1) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows),
+                                squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if index >= count:
+            axis.axis("off")
+            continue
+        pixels, result = images[index], results[index]
+        axis.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray",
+                    vmin=0, vmax=255)
+        name = str(result["path"]).replace("\\", "/").split("/")[-1]
+        axis.set_title(f"true: {result['true']}\npredicted: {result['predicted']} "
+                       f"({result['probability']:.2f})\n{name[:28]}", fontsize=8, color="red")
+    figure.suptitle(title)
+    figure.tight_layout()
+    _save(figure, path)
+    return path
+
+
+def _moving_average(times, values, window):
+    """Mean of `values` over the `window` seconds centred on each time (times sorted)."""
+    if window <= 0 or len(values) < 2:
+        return values
+    values = np.asarray(values, dtype=np.float64)
+    sums = np.concatenate([np.zeros((1,) + values.shape[1:]), np.cumsum(values, axis=0)])
+    low = np.searchsorted(times, times - window / 2, side="left")
+    high = np.searchsorted(times, times + window / 2, side="right")
+    return (sums[high] - sums[low]) / (high - low)[:, None]
+
+
+def plot_expressions(tracks, classes, path, smoothing=0.5, most=6):
+    """Save each tracked face's class probabilities over time, one panel a face.
+
+    `tracks` is {face id: (times [T] in seconds, probabilities [T, classes])}.
+    Probabilities are averaged over a `smoothing`-second window centred on each
+    frame (0 = raw). The `most` longest tracks are shown. Returns `path`.
+    """
+    shown = sorted(tracks, key=lambda t: -len(tracks[t][0]))[:most]
+    shown = sorted(shown)
+    rows = max(1, len(shown))
+    figure, axes = plt.subplots(rows, 1, figsize=(9, 2.3 * rows + 0.6), squeeze=False,
+                                sharex=True)
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for axis, face in zip(axes[:, 0], shown):
+        times, probabilities = (np.asarray(a, dtype=np.float64) for a in tracks[face])
+        smooth = _moving_average(times, probabilities, smoothing)
+        for c, name in enumerate(classes):
+            axis.plot(times, smooth[:, c], label=name, color=colours(c % colours.N))
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("probability")
+        axis.set_title(f"face {face}: {len(times)} frames", fontsize=9)
+        axis.grid(alpha=0.3)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no face found in any frame", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+    else:
+        axes[0, 0].legend(fontsize=7, ncol=min(len(classes), 8), loc="upper center",
+                          bbox_to_anchor=(0.5, 1.45))
+    axes[-1, 0].set_xlabel("time (s)" + (f"; probabilities averaged over {smoothing:g} s"
+                                         if smoothing > 0 else ""))
     figure.tight_layout()
     _save(figure, path)
     return path

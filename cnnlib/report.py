@@ -7,6 +7,7 @@ Offers:
                                                     each with its 95% interval
   wilson_interval(successes, total)              -> (low, high), the 95% Wilson interval
   write_scores(path, classes, scores)            -> per-class CSV
+  write_csv(path, rows)                          -> any table as a CSV file, atomically
   format_scores(classes, scores)                 -> printable table (str)
   format_summary(split, scores)                  -> one printable line of a split's scores
   table3_rows(results)                           -> rows of the report's Table 3
@@ -92,6 +93,11 @@ def write_scores(path, classes, scores):
     rows += [[name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}",
               s["support"]] for name, s in zip(classes, scores)]
     atomic.write_text(path, _csv_text(rows))
+
+
+def write_csv(path, rows):
+    """Write `rows` (lists of values) as a CSV file at `path`, atomically. Returns `path`."""
+    return atomic.write_text(path, _csv_text(rows))
 
 
 def _csv_text(rows):

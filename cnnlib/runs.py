@@ -3,6 +3,8 @@
 Offers:
   check_runs_dir(runs_dir, data_dir) raises RunError unless runs can be written there
   new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
+  new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
+                                      (cnn_eval.py's eval-<time>/ beside the model)
   write_json(path, data) / read_json(path, what)
   write_history(path, rows)        -> history.csv from a list of per-epoch dicts
   read_history(path)               -> {column: [values]} from a history CSV
@@ -77,6 +79,26 @@ def new_run_dir(runs_dir, tag):
             continue
     raise RunError(f"Could not create a new run folder in {runs_dir}: 1000 runs started "
                    f"in one second?")
+
+
+def new_output_dir(parent, prefix):
+    """Create and return a new folder `<parent>/<prefix>-<YYYYmmdd-HHMMSS>`.
+
+    Like new_run_dir, a taken name gets a counter: nothing earlier is reused.
+    """
+    parent = Path(parent)
+    stem = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    for counter in range(1000):
+        folder = parent / (stem if counter == 0 else f"{stem}-{counter}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise RunError(f"Cannot make the folder {folder} ({error.strerror or error}): "
+                           f"keep the model in a writable folder.") from None
+    raise RunError(f"Could not create a new folder {stem} in {parent}: 1000 in one second?")
 
 
 write_json = atomic.write_json

@@ -1,0 +1,287 @@
+"""Expressions of the faces in a video file or a webcam's frames.
+
+Offers, in call order:
+  is_video(path)                       -> True for a file to read as a video (its first
+                                          bytes, else its extension)
+  open_video(source)                   -> an opened cv2.VideoCapture of a file or a webcam
+                                          index; DataError in one sentence if it cannot be
+  process_video(capture, model, classes, ...) -> writes the annotated video, the CSV of
+                                          faces and the expressions figure; a summary dict
+  assign_faces(boxes, state, frame, max_gap) -> a face id for each box, following faces
+                                          from frame to frame
+
+A file and a webcam go through the same process_video, so the tests of files cover
+the webcam's path too: only open_video differs. Each frame is read, its faces found
+(cnnlib.faces), each face cropped and resized as training does and classified, and
+the frame written with a box and "id class probability" on each face. The CSV has
+one row per frame and face: frame, time, face id, box, predicted class and every
+class's probability (raw). A face keeps its id while its box overlaps (IoU >= 0.3)
+its box of a recent frame. The figure shows each face's probabilities over time,
+averaged over a centred window of `smoothing` seconds. Nothing the user gave is
+written to: outputs go into a new folder.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlib import atomic, faces, plots, report
+from cnnlib.errors import DataError, RunError
+
+# Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv",
+                  ".flv", ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".mjpeg", ".mjpg"}
+# The annotated video: MPEG-4 in .mp4, else Motion-JPEG in .avi (both in OpenCV's wheels).
+WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))
+# Image formats that share the MP4 container's "ftyp" box (HEIF, AVIF stills).
+_IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"heim", b"heis"}
+SAME_FACE_IOU = 0.3  # a box overlapping a recent one this much is the same face
+DEFAULT_FPS = 30.0   # for a webcam that does not report its rate
+
+
+def is_video(path):
+    """True when `path` is a video: by its first bytes (MP4/MOV, AVI, Matroska/WebM,
+    MPEG, FLV, WMV), else by its extension."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in _IMAGE_BRANDS
+    if (head[:4] == b"RIFF" and head[8:12] == b"AVI ") or head.startswith((
+            b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV",
+            b"\x30\x26\xb2\x75")):
+        return True
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_video(source):
+    """Return an opened cv2.VideoCapture of a video file or a webcam index (int).
+
+    Raises DataError for a missing or empty file, a file OpenCV cannot open
+    (damaged, truncated, not a video) or a webcam that is absent or busy.
+    The file is only read.
+    """
+    cv2 = faces.opencv()
+    if isinstance(source, int):
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise DataError(f"No webcam {source} could be opened (none on this machine, or "
+                            f"it is in use): check --camera, or give a video file instead.")
+        return capture
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"Failed to find the video {path}: give the path of a video file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"The video {path} is empty (0 bytes): give a video with frames.")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"OpenCV cannot open the video {path} (damaged, truncated or not a "
+                        f"video format its FFmpeg reads): check that it plays, or convert "
+                        f"it to MP4.")
+    return capture
+
+
+def _iou(a, b):
+    """Intersection over union of two (x, y, w, h) boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union else 0.0
+
+
+def assign_faces(boxes, state, frame, max_gap):
+    """Return a face id (1, 2, ...) for each of `boxes` found in `frame`.
+
+    `state` ({} at first, updated here) remembers each face's last box and frame.
+    A box takes the id of the face whose last box, seen at most `max_gap` frames
+    ago, it overlaps most (IoU >= SAME_FACE_IOU), each face once; the others get
+    new ids. Greedy by overlap: enough for faces that move a little between frames.
+    """
+    last = state.setdefault("last", {})
+    recent = {face: box for face, (box, seen) in last.items() if frame - seen <= max_gap}
+    pairs = sorted(((_iou(box, old), i, face) for i, box in enumerate(boxes)
+                    for face, old in recent.items()), reverse=True)
+    ids, taken = [None] * len(boxes), set()
+    for overlap, i, face in pairs:
+        if overlap < SAME_FACE_IOU:
+            break
+        if ids[i] is None and face not in taken:
+            ids[i] = face
+            taken.add(face)
+    for i in range(len(boxes)):
+        if ids[i] is None:
+            ids[i] = state.get("next", 1)
+            state["next"] = ids[i] + 1
+        last[ids[i]] = (tuple(boxes[i]), frame)
+    return ids
+
+
+class _Progress:
+    """A one-line progress bar on stderr: frames done, of how many, frames per second."""
+
+    def __init__(self, total, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.start = self.shown = time.perf_counter()
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.next_mark = 0.25  # without a terminal: a line at each quarter
+        self.printed = -1      # frames of the last line printed
+
+    def update(self, done, final=False):
+        now = time.perf_counter()
+        rate = done / max(now - self.start, 1e-9)
+        if self.total:
+            share = min(1.0, done / self.total)
+            bar = "=" * int(share * 30)
+            text = f"[{bar:<30}] {done}/{self.total} frames  {rate:5.1f} frames/s"
+        else:
+            share, text = 0.0, f"{done} frames  {rate:5.1f} frames/s"
+        if self.tty and (final or now - self.shown >= 0.2):
+            self.stream.write("\r" + text + ("\n" if final else ""))
+            self.stream.flush()
+            self.shown = now
+        elif not self.tty and done != self.printed and (
+                final or (self.total and share >= self.next_mark)):
+            self.stream.write(text + "\n")
+            self.next_mark, self.printed = share + 0.25, done
+
+
+def _frame_rate(capture):
+    """The rate the video says it has, or None (webcams often say 0)."""
+    fps = capture.get(faces.opencv().CAP_PROP_FPS)
+    return float(fps) if fps and 1.0 <= fps <= 1000.0 else None
+
+
+def _as_bgr(frame):
+    """OpenCV gives BGR frames; a grayscale or BGRA one becomes BGR."""
+    cv2 = faces.opencv()
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+class _NoCodec(Exception):
+    """This OpenCV build cannot write this container and codec: try the next."""
+
+
+def _frames(capture, first, max_frames):
+    """Yield the frames of `capture`, starting with `first`, at most `max_frames` (0: all)."""
+    frame, count = first, 0
+    while frame is not None:
+        yield _as_bgr(frame)
+        count += 1
+        if max_frames and count >= max_frames:
+            return
+        ok, frame = capture.read()
+        if not ok:
+            frame = None
+
+
+def _classify_frame(model, frame, boxes, channels, image_size, margin):
+    """Probabilities [faces, classes] of each face of a BGR frame, preprocessed as training."""
+    cv2 = faces.opencv()
+    # Grayscale as a JPEG's luma (0.299 R + 0.587 G + 0.114 B), what training decodes.
+    pixels = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[..., None] if channels == 1
+              else np.ascontiguousarray(frame[..., ::-1]))
+    crops = np.stack([faces.crop_face(pixels, box, margin, image_size) for box in boxes])
+    return np.asarray(model.predict_on_batch(crops))
+
+
+def process_video(capture, model, classes, image_size, channels, out_dir, name, margin=0.1,
+                  min_face=30, max_frames=0, smoothing=0.5, total=None, live=False,
+                  progress=None):
+    """Find, follow and classify the faces of every frame of `capture`.
+
+    Writes into `out_dir`: <name>-annotated.mp4 (or .avi; every frame, with a box
+    and "id class probability" on each face, at the video's rate), <name>-faces.csv
+    (one row per frame and face: frame, time_s, face, x, y, w, h, predicted,
+    probability, p_<class>...) and <name>-expressions.png (each face's
+    probabilities over time, averaged over `smoothing` seconds). Times are the
+    frame's index over the video's rate, or, `live` (a webcam), seconds since the
+    start. Stops after `max_frames` (0: at the end) or at Ctrl-C, and still writes
+    everything. `total` is the frame count the file announces (None if unknown).
+    Returns a dict: frames, rows, faces (ids), seconds, fps (frames per second of
+    the whole pass), video, csv, figure (Paths), announced (total) and stopped
+    ("end", "max_frames", "interrupted").
+    Raises DataError when not one frame can be read.
+    """
+    cv2 = faces.opencv()
+    ok, first = capture.read()
+    if not ok or first is None:
+        raise DataError(f"{name} has no frame OpenCV can read (empty or damaged): give a "
+                        f"video with at least one frame.")
+    first = _as_bgr(first)
+    height, width = first.shape[:2]
+    rate = _frame_rate(capture)
+    out_dir = Path(out_dir)
+    stem = Path(name).stem or "video"
+    if not live and rate is None:
+        rate = DEFAULT_FPS  # a file that states no rate: times are frame / 30
+    max_gap = max(2, int(round(0.5 * (rate or DEFAULT_FPS))))  # a face may vanish 0.5 s
+    rows, tracks, state = [], {}, {}
+    frames, stopped = 0, "end"
+    bar = _Progress(min(total, max_frames) if total and max_frames else (total or max_frames
+                                                                          or None), progress)
+    start = time.perf_counter()
+    for suffix, codec in WRITERS:
+        path = out_dir / f"{stem}-annotated{suffix}"
+        try:
+            with atomic.writing(path) as partial:
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
+                                         rate or DEFAULT_FPS, (width, height))
+                if not writer.isOpened():
+                    raise _NoCodec()
+                try:
+                    for frame in _frames(capture, first, max_frames):
+                        seconds = time.perf_counter() - start if live else frames / rate
+                        boxes = faces.detect_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
+                                                   min_face)
+                        if boxes:
+                            probabilities = _classify_frame(model, frame, boxes, channels,
+                                                            image_size, margin)
+                            ids = assign_faces(boxes, state, frames, max_gap)
+                            labels = []
+                            for face, box, row in zip(ids, boxes, probabilities):
+                                best = int(np.argmax(row))
+                                rows.append([frames, f"{seconds:.3f}", face, *box, classes[best],
+                                             f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
+                                tracks.setdefault(face, ([], []))
+                                tracks[face][0].append(seconds)
+                                tracks[face][1].append(row)
+                                labels.append(f"{face} {classes[best]} {row[best]:.2f}")
+                            frame = faces.draw_faces(frame, boxes, labels)
+                        writer.write(frame)
+                        frames += 1
+                        bar.update(frames)
+                    if max_frames and frames >= max_frames:
+                        stopped = "max_frames"
+                except KeyboardInterrupt:  # a webcam runs until Ctrl-C: keep what was seen
+                    stopped = "interrupted"
+                finally:
+                    writer.release()
+            break
+        except _NoCodec:
+            continue
+    else:
+        raise RunError(f"This OpenCV cannot write MP4 or AVI video into {out_dir}: install "
+                       f"opencv-python-headless>=4.10,<5 (pip install -r requirements.txt).")
+    seconds = time.perf_counter() - start
+    bar.update(frames, final=True)
+
+    csv_path = report.write_csv(out_dir / f"{stem}-faces.csv", [
+        ["frame", "time_s", "face", "x", "y", "w", "h", "predicted", "probability",
+         *(f"p_{c}" for c in classes)], *rows])
+    figure = plots.plot_expressions(
+        {face: (np.asarray(t), np.asarray(p)) for face, (t, p) in tracks.items()}, classes,
+        out_dir / f"{stem}-expressions.png", smoothing)
+    return {"frames": frames, "rows": len(rows), "faces": sorted(tracks), "seconds": seconds,
+            "fps": frames / max(seconds, 1e-9), "video": path, "csv": csv_path,
+            "figure": figure, "announced": total, "stopped": stopped,
+            "size": (width, height)}
