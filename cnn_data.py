@@ -135,8 +135,12 @@ def check_data(data, data_dir, strict=False):
                         f"first: {skipped[0][1].rstrip('.')}; fix or remove them, or run "
                         f"without --strict to skip them.")
     if len(data["validation"][1]) == 0:
-        raise DataError(f"{data_dir} leaves no validation images: add some, or raise "
-                        f"--validation_fraction.")
+        if "split" not in data["layout"]:  # a validation/ folder of its own
+            raise DataError(f"No validation image of {data_dir} could be read: see the "
+                            f"skipped files above, and fix or replace them.")
+        raise DataError(f"Splitting {data_dir} leaves no validation image (each class "
+                        f"keeps one for training): add images, or raise "
+                        f"--validation_fraction if it is small.")
     counts = class_counts(data["train"][1], len(data["classes"]))
     if not counts.all():
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
@@ -347,26 +351,31 @@ def main(argv=None):
 
     import cnn_params
     from cnnlib import config, plots, runs
-    from cnnlib.errors import UserError
+    from cnnlib.errors import UserError, os_error_sentence
 
     try:
         params, _ = config.parse_args(sys.argv[1:] if argv is None else argv,
                                       config.defaults(cnn_params), positional=False)
         runs.check_runs_dir(params["runs_dir"], params["data_dir"])
+        if params["cache_dir"]:
+            runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])
         data = prepare_data(params, standin_dir=cnn_params.DATA_DIR)
+        print_class_table(data["classes"], data["counts_before"], data["counts_after"],
+                          data["weights"])
+        images, labels = data["train_images"], data["train_labels"]
+        # Augmented copies follow the originals of each class: the last one is one.
+        augmented = {c: images[np.flatnonzero(labels == c)[-1]]
+                     for c in range(len(data["classes"]))
+                     if data["counts_after"][c] > data["counts_before"][c]}
+        path = runs.unique_path(Path(params["runs_dir"]) /
+                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
+        plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_class_table(data["classes"], data["counts_before"], data["counts_after"],
-                      data["weights"])
-    images, labels = data["train_images"], data["train_labels"]
-    # Augmented copies follow the originals of each class: the last one is one.
-    augmented = {c: images[np.flatnonzero(labels == c)[-1]]
-                 for c in range(len(data["classes"]))
-                 if data["counts_after"][c] > data["counts_before"][c]}
-    path = runs.unique_path(Path(params["runs_dir"]) /
-                            f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
-    plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
+    except OSError as error:
+        print(f"error: {os_error_sentence(error)}", file=sys.stderr)
+        return 2
     print(f"Examples per class: {path}")
     return 0
 

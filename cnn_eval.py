@@ -61,7 +61,7 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
 from cnnlib import runs, video  # noqa: E402
-from cnnlib.errors import DataError, ModelError, UserError  # noqa: E402
+from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
 
@@ -73,6 +73,9 @@ def find_models(model, runs_dir):
     Raises ModelError when there is none.
     """
     if model:
+        if Path(model).is_dir():
+            raise ModelError(f"--model={model} is a folder: give the .keras file in it (e.g. "
+                             f"{Path(model) / 'model.keras'}).")
         return [Path(model)]
     run_dir = runs.latest_run(runs_dir)
     if run_dir is None:
@@ -106,14 +109,24 @@ def trained_params(model_path, model, defaults):
     params = {**defaults, **{k: v for k, v in (info or {}).items()
                              if k in ("classes", "aliases", "image_size", "channels",
                                       "crop_faces", "face_margin")}}
-    outputs = model.output_shape[-1]
+    shape_in, shape_out = model.input_shape, model.output_shape
+    if not (isinstance(shape_in, tuple) and len(shape_in) == 4 and shape_in[1] == shape_in[2]
+            and isinstance(shape_in[1], int) and shape_in[3] in (1, 3)
+            and isinstance(shape_out, tuple) and len(shape_out) == 2):
+        raise ModelError(f"{model_path} is not an image classifier of this suite (it takes "
+                         f"{shape_in} and gives {shape_out}): give a model cnn_run.py wrote.")
+    try:
+        config.check_values({"classes": params["classes"], "aliases": params["aliases"]})
+    except config.ConfigError:
+        raise ModelError(f"The classes saved with {model_path} ({source}) are damaged: give "
+                         f"them in order with --classes=a,b,c...") from None
+    outputs = shape_out[-1]
     if outputs != len(params["classes"]):
         where = source if info is not None else "--classes (no params.json beside the model)"
         raise ModelError(f"{model_path} predicts {outputs} classes but {where} names "
                          f"{len(params['classes'])}: give its classes in order with "
                          f"--classes=a,b,c..., or keep the model in its run folder.")
-    input_shape = model.input_shape
-    params["image_size"], params["channels"] = input_shape[1], input_shape[3]
+    params["image_size"], params["channels"] = shape_in[1], shape_in[3]
     return params
 
 
@@ -323,6 +336,9 @@ def score_images_and_faces(model, model_path, paths, trained, params):
             model, whole, classes, trained["aliases"], trained["image_size"],
             trained["channels"], params["batch_size"], params["tta"])
         print_results(results, summary)
+        if not results and not photos:
+            raise DataError(f"None of the {len(whole)} image(s) given could be read: see the "
+                            f"skipped files above.")
     if photos:
         out_dir = (runs.new_output_dir(Path(model_path).parent, "eval")
                    if any(boxes for _, boxes, _ in photos) else None)
@@ -397,6 +413,9 @@ def main(argv=None):
                     score_images_and_faces(model, model_path, target, trained, params)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. a model's folder the user may not write to
+        print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     return 0
 

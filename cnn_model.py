@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cnnlib  # noqa: F401  (TensorFlow's log level, before Keras loads it)
 import keras
+import tensorflow as tf
 from keras import layers
 
 from cnnlib import atomic
@@ -148,23 +149,8 @@ def _augmentation(x, augmentation, seed):
     return x
 
 
-def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
-                learning_rate=1e-3, seed=None, augmentation=None, **compile_options):
-    """Build and compile the CNN described by `layer_table`.
-
-    `layer_table` is a list of dicts as LAYERS in cnn_params.py. The last dense
-    layer gets softmax and `num_classes` units (whatever its 'units' says); every
-    other layer ReLU. A Flatten goes before the first dense layer unless a
-    global_pool entry ends the conv part. With `dropout` False every dropout rate
-    is ignored (the report's "no dropout" variant). `augmentation` adds random
-    layers that act only in training (see _augmentation); `compile_options` go to
-    compile_model (the defaults are the report's Adam and cross-entropy).
-    Returns the compiled model. Raises ModelError for a layer table that cannot be built.
-    """
-    check_layer_table(layer_table)
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-
+def _stack(layer_table, num_classes, image_size, channels, dropout, augmentation, seed):
+    """The model's layers from the table: returns (inputs, outputs) of the graph."""
     inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     x = _augmentation(x, augmentation, seed)
@@ -193,8 +179,34 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
         rate = spec.get("dropout", 0.0)
         if dropout and rate and not last:
             x = layers.Dropout(rate, name=f"{name}_dropout")(x)
+    return inputs, x
 
-    model = keras.Model(inputs, x, name="cnn_dropout" if dropout else "cnn_no_dropout")
+
+def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
+                learning_rate=1e-3, seed=None, augmentation=None, **compile_options):
+    """Build and compile the CNN described by `layer_table`.
+
+    `layer_table` is a list of dicts as LAYERS in cnn_params.py. The last dense
+    layer gets softmax and `num_classes` units (whatever its 'units' says); every
+    other layer ReLU. A Flatten goes before the first dense layer unless a
+    global_pool entry ends the conv part. With `dropout` False every dropout rate
+    is ignored (the report's "no dropout" variant). `augmentation` adds random
+    layers that act only in training (see _augmentation); `compile_options` go to
+    compile_model (the defaults are the report's Adam and cross-entropy).
+    Returns the compiled model. Raises ModelError for a layer table that cannot be built.
+    """
+    check_layer_table(layer_table)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+    try:
+        inputs, outputs = _stack(layer_table, num_classes, image_size, channels, dropout,
+                                 augmentation, seed)
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        raise ModelError(f"The layer table (LAYERS or --layers) needs more memory than this "
+                         f"machine has at --image_size={image_size}: use fewer units or a "
+                         f"smaller image.") from None
+    model = keras.Model(inputs, outputs, name="cnn_dropout" if dropout else "cnn_no_dropout")
     return compile_model(model, learning_rate, **compile_options)
 
 

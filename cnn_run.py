@@ -43,7 +43,7 @@ import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import atomic, checkpoints, config, evaluation, plots, report, runs  # noqa: E402
-from cnnlib.errors import DataError, UserError  # noqa: E402
+from cnnlib.errors import DataError, UserError, os_error_sentence  # noqa: E402
 
 VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
 
@@ -55,11 +55,16 @@ def check_before_work(params):
     """
     config.check_values(params)
     runs.check_runs_dir(params["runs_dir"], params["data_dir"])
-    for name in ("cache_dir", "test_dir"):
-        folder = params[name]
-        if folder and Path(folder).exists() and not Path(folder).is_dir():
-            raise DataError(f"--{name}={folder} is a file, not a folder: give a folder"
-                            f"{' (or an empty value to turn the cache off)' if name == 'cache_dir' else ''}.")
+    if params["cache_dir"]:
+        if Path(params["cache_dir"]).is_file():
+            raise DataError(f"--cache_dir={params['cache_dir']} is a file, not a folder: give "
+                            f"a folder, or --cache_dir= to turn the cache off.")
+        runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])
+    test_dir = params["test_dir"]
+    if test_dir and not Path(test_dir).is_dir():
+        what = "is a file, not a folder" if Path(test_dir).exists() else "does not exist"
+        raise DataError(f"--test_dir={test_dir} {what}: give a folder of test images, or "
+                        f"--test_dir= for none.")
     classes = params["classes"]
     # Built once, untrained: a layer table that leaves no pixels fails now.
     cnn_model.build_model(params["layers"], len(classes) if classes != [cnn_data.AUTO] else 2,
@@ -74,10 +79,16 @@ def resume_params(params):
     if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
         raise runs.RunError(f"{run_dir / 'params.json'} is not the parameters of a run: "
                             f"it cannot be resumed. Start a new run.")
+    # Only where runs live may differ from the saved parameters.
+    params = {**params, **saved, "resume": str(run_dir), "runs_dir": params["runs_dir"]}
+    try:
+        config.check_values(params)
+    except config.ConfigError as error:
+        raise runs.RunError(f"{run_dir / 'params.json'} holds a value that is not allowed "
+                            f"({error}), so the run cannot be resumed.") from None
     print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
           f"in its params.json.")
-    # Only where runs live may differ from the saved parameters.
-    return {**params, **saved, "resume": str(run_dir), "runs_dir": params["runs_dir"]}, run_dir
+    return params, run_dir
 
 
 def write_data_records(run_dir, params, data):
@@ -141,6 +152,15 @@ def training_callbacks(params, folder):
     return callbacks
 
 
+def load_run_model(path):
+    """A run's own model file, or RunError: a damaged one ends the run's story."""
+    try:
+        return cnn_model.load_model(path)
+    except cnn_model.ModelError:
+        raise runs.RunError(f"{path} is damaged, so its run cannot go on from it: start a "
+                            f"new run.") from None
+
+
 def fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks=()):
     """Return the trained model of one variant, training only what is not yet done.
 
@@ -149,10 +169,11 @@ def fit_or_reload(params, data, folder, dropout, train, validation, extra_callba
     """
     state = runs.read_state(folder)
     if state and state.get("finished"):
-        return cnn_model.load_model(folder / "model.keras")
+        checkpoints.check_files(folder, state)
+        return load_run_model(folder / "model.keras")
     done, checkpoint, rows, best = checkpoints.resume_point(folder)
     if checkpoint is not None:
-        model = cnn_model.load_model(checkpoint)
+        model = load_run_model(checkpoint)
         if done >= params["epochs"]:  # stopped between its last epoch and the marker
             checkpoints.finish(folder, done, params["epochs"], best)
             return model
@@ -270,6 +291,9 @@ def run(params, extra_callbacks=()):
             folder = run_dir / VARIANTS[dropout] if params["compare"] else run_dir
             folder.mkdir(exist_ok=True)
             if (folder / "metrics.json").is_file():  # recorded before a resume
+                state = runs.read_state(folder)
+                if state is not None:
+                    checkpoints.check_files(folder, state)
                 results[VARIANTS[dropout]] = runs.read_json(folder / "metrics.json", "metrics")
                 continue
             results[VARIANTS[dropout]] = train_variant(params, data, folder, dropout,
@@ -284,7 +308,7 @@ def run(params, extra_callbacks=()):
                             for name in results}, run_dir / "overlay.png")
     print(f"\nTable 3 (accuracy and loss; test = {data['test_source']}):\n"
           + (run_dir / "table3.md").read_text())
-    runs.mark_latest(params["runs_dir"], run_dir)
+    runs.mark_latest(run_dir.parent, run_dir)  # where the run lives, even when resumed
     print(f"Saved {run_dir}")
     return run_dir
 
@@ -294,9 +318,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         params, _ = config.parse_args(argv, config.defaults(cnn_params), positional=False)
+        given = [arg.split("=")[0] for arg in argv if arg.split("=")[0] not in (
+            "--resume", "--runs_dir")]
+        if params["resume"] and given:
+            raise config.ConfigError(f"--resume goes on with the run's own saved parameters, so "
+                                     f"{', '.join(given)} would be ignored: give only --resume "
+                                     f"(and --runs_dir).")
         run(params)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the disk: permissions, space, a path that vanished
+        print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ Offers:
                                     model.keras, then state.json, in that order
   resume_point(folder)           -> (epochs done, checkpoint Path or None, history rows,
                                     best validation loss) to continue a run from
+  check_files(folder, state)     raises RunError unless the files a state promises are whole
   finish(folder, epochs_done, best_val_loss)
                                  -> state.json says training finished; checkpoints go
   DivergedError                  raised when the loss is no longer a finite number
@@ -20,6 +21,7 @@ at most the epoch in progress is lost, and no file is ever seen half written
 
 import math
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -99,16 +101,30 @@ def resume_point(folder):
     state = runs.read_state(folder)
     if state is None or state["epochs_done"] == 0:
         return 0, None, [], None
-    done = state["epochs_done"]
-    checkpoint = _checkpoint(folder, done)
-    if not state.get("finished") and not checkpoint.is_file():
-        raise RunError(f"{folder} cannot be resumed: its state says {done} epoch(s) are done "
-                       f"but {checkpoint.name} is missing. Start a new run.")
+    rows = check_files(folder, state)
+    return state["epochs_done"], _checkpoint(folder, state["epochs_done"]), rows, \
+        state.get("best_val_loss")
+
+
+def check_files(folder, state):
+    """Raise RunError unless the files that `state` promises are in `folder`, whole.
+
+    An unfinished run needs its checkpoint; any run, history rows 1..epochs_done
+    and a best.keras once an epoch has been validated; a finished one, model.keras.
+    Returns the history rows of the epochs done.
+    """
+    folder, done = Path(folder), state["epochs_done"]
+    needed = ["best.keras"] if state.get("best_val_loss") is not None else []
+    needed.append("model.keras" if state.get("finished") else _checkpoint(folder, done).name)
+    for name in needed:
+        if not zipfile.is_zipfile(folder / name):  # missing, emptied or cut short
+            raise RunError(f"{folder} cannot be trusted: its state says {done} epoch(s) are "
+                           f"done but {name} is missing or damaged. Start a new run.")
     rows = [r for r in runs.read_history_rows(folder / "history.csv") if r["epoch"] <= done]
     if [r["epoch"] for r in rows] != list(range(1, done + 1)):
-        raise RunError(f"{folder} cannot be resumed: history.csv does not hold epochs 1 to "
+        raise RunError(f"{folder} cannot be trusted: history.csv does not hold epochs 1 to "
                        f"{done}, as its state says. Start a new run.")
-    return done, checkpoint, rows, state.get("best_val_loss")
+    return rows
 
 
 def finish(folder, epochs_done, epochs, best_val_loss):

@@ -78,38 +78,50 @@ def _fits_type(value, default):
         isinstance(value, bool) and not isinstance(default, bool))
 
 
+def _assigned_names(targets):
+    """The names that assignment targets bind, through tuples and lists (A, B = 1, 2)."""
+    for target in targets:
+        if isinstance(target, ast.Name):
+            yield target.id
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            yield from _assigned_names(target.elts)
+        elif isinstance(target, ast.Starred):
+            yield from _assigned_names([target.value])
+
+
 def read_config_file(path, defaults):
     """Return {lower-case name: value} of the UPPER_CASE names a configuration file sets.
 
     The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`), run in a
     namespace of its own; names starting with "_" are its own helpers, any other
-    name it assigns must be a parameter. Raises ConfigError naming the file and line for a name
-    that is not a parameter, a value of the wrong type, or a file that is missing
-    or does not run.
+    name it assigns must be a parameter. Raises ConfigError naming the file and
+    line for a name that is not a parameter, a value of the wrong type, or a file
+    that is missing or does not run.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Failed to find the configuration file {path}: give the path "
                           f"of a .py file such as configs/report.py.")
-    source = path.read_text()
     try:
-        tree = ast.parse(source, filename=str(path))
+        tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as error:
-        raise ConfigError(f"{path}, line {error.lineno}: not valid Python "
+        raise ConfigError(f"{path}, line {error.lineno or 1}: not valid Python "
                           f"({error.msg}).") from None
+    except (ValueError, OSError) as error:  # NUL bytes, unreadable
+        raise ConfigError(f"{path} cannot be read as Python ({error}).") from None
     lines = {}
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
-        for target in targets:
-            if isinstance(target, ast.Name) and not target.id.startswith("_"):
-                name = target.id  # a _PRIVATE name is the file's own helper
-                if not name.isupper() or name.lower() not in defaults:
-                    hint = (f"write it as {name.upper()}" if name.lower() in defaults
-                            else "check its spelling, or start a helper's name with _")
-                    raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
-                                      f"of cnn_params.py; {hint}.")
-                lines.setdefault(name, node.lineno)
+        for name in _assigned_names(targets):
+            if name.startswith("_"):
+                continue  # a _PRIVATE name is the file's own helper
+            if not name.isupper() or name.lower() not in defaults:
+                hint = (f"write it as {name.upper()}" if name.lower() in defaults
+                        else "check its spelling, or start a helper's name with _")
+                raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
+                                  f"of cnn_params.py; {hint}.")
+            lines.setdefault(name, node.lineno)
     namespace = {}
     try:
         exec(compile(tree, str(path), "exec"), namespace)  # noqa: S102 - the user's own file
@@ -117,6 +129,8 @@ def read_config_file(path, defaults):
         raise ConfigError(f"{path} does not run: {type(error).__name__}: {error}.") from None
     values = {}
     for name, line in lines.items():
+        if name not in namespace:  # annotated only, or deleted again: not set
+            continue
         key, value = name.lower(), namespace[name]
         if not _fits_type(value, defaults[key]):
             raise ConfigError(f"{path}, line {line}: {name} = {value!r} should be a "
@@ -191,7 +205,7 @@ def _number(low=None, high=None, low_open=False, high_open=False):
 
 
 def _names(value):
-    return (isinstance(value, list) and bool(value)
+    return (isinstance(value, list) and (len(value) >= 2 or value == ["auto"])
             and all(isinstance(v, str) and v.strip() for v in value)
             and len({v.strip().lower() for v in value}) == len(value))
 
@@ -217,7 +231,7 @@ _RULES = {
     "standin_train_counts": (lambda v: isinstance(v, list) and all(
         isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1_000_000 for n in v)
         and sum(v) > 0, "a list of whole numbers from 0 to 1,000,000, not all 0"),
-    "classes": (_names, "a list of distinct, non-empty class names, or auto"),
+    "classes": (_names, "a list of two or more distinct, non-empty class names, or auto"),
     "aliases": (lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(a, list) and all(isinstance(x, str) for x in a)
         for k, a in v.items()), "a dict of {class: [other names]}"),

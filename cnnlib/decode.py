@@ -169,9 +169,16 @@ def decode_full(path, channels):
         raise DataError(f"{path} is not a readable image ({error}).") from None
 
 
+# No face photo is this large: a bigger file is turned down before it is read whole.
+MAX_IMAGE_BYTES = 256 * 2**20
+
+
 def _tf_route(path):
-    """True if TensorFlow should decode `path`, False if Pillow; a str if unreadable."""
+    """True if TensorFlow should decode `path`, False if Pillow; a str if unusable."""
     try:
+        if os.path.getsize(path) > MAX_IMAGE_BYTES:
+            return (f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MiB, too large for "
+                    f"an image of a face.")
         with open(path, "rb") as handle:
             return _tf_can_decode(handle.read(_HEADER_BYTES))
     except OSError as error:

@@ -6,6 +6,7 @@ Offers:
   DataError    the data on disk: a folder, a file, a label
   ModelError   a layer table, or a saved model that cannot be used
   RunError     a run folder: cannot be written, resumed or trusted
+  os_error_sentence(error) -> one sentence for an OSError the scripts meet on disk
 
 Anything else that escapes is a bug in the suite and keeps its traceback.
 """
@@ -29,3 +30,10 @@ class ModelError(UserError, ValueError):
 
 class RunError(UserError):
     """A run folder cannot be written, resumed or trusted."""
+
+
+def os_error_sentence(error):
+    """One sentence for an OSError met on disk (permissions, space, a vanished path)."""
+    where = error.filename or "a file"
+    return (f"Cannot use {where}: {error.strerror or error}; check that it exists, that "
+            f"you may write there, and that the disk has room.")

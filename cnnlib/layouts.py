@@ -27,6 +27,7 @@ deletes one.
 
 import csv
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -129,6 +130,14 @@ def split_name(value, where="the split column"):
     return SPLIT_VALUES[key]
 
 
+def _resolved(path):
+    """`path` made absolute with links resolved; None for one the system cannot name."""
+    try:
+        return Path(path).resolve()
+    except (OSError, ValueError):  # e.g. a NUL byte in a CSV's path
+        return None
+
+
 def read_labels_file(csv_path, image_column, label_column, images_dir="", split_column=""):
     """Read a CSV of image paths and labels (and, if it has one, a split column).
 
@@ -158,6 +167,9 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
                     for row in reader]
     except UnicodeDecodeError:
         raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+    except csv.Error as error:  # e.g. a NUL byte, or a field longer than csv allows
+        raise DataError(f"{csv_path} is not a CSV this suite can read ({error}): save it "
+                        f"as a plain UTF-8 CSV.") from None
     has_splits = bool(split_column) and split_column in columns
 
     labels_of, splits_of = {}, {}  # listed image -> set of normalised labels, of splits
@@ -169,10 +181,16 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
                     row.get(split_column, ""), f"{csv_path} (column {split_column!r})"))
     folders = [base / images_dir, base] if images_dir else [base]
     paths, names, excluded, splits = [], [], [], []
+    inside = Path(os.path.normpath(os.path.abspath(base)))
     for image in sorted(labels_of):
         found = next((f / image for f in folders if (f / image).is_file()), None)
         image_splits = splits_of.get(image, {""})
-        if found is None:
+        # By the path as written: a linked images folder is still the data set's own.
+        if found is not None and inside not in Path(
+                os.path.normpath(os.path.abspath(found))).parents:
+            # The data set is the folder: a path out of it (../x, /etc/x) is not its own.
+            excluded.append((image, f"listed in {csv_path.name} but outside {base}"))
+        elif found is None:
             excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
         elif len(labels_of[image]) > 1:
             excluded.append((str(found), f"listed in {csv_path.name} with conflicting labels "
@@ -185,7 +203,7 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
             paths.append(found)
             names.append(next(iter(labels_of[image])))
             splits.append(next(iter(image_splits)))
-    listed = {p.resolve() for p in paths} | {Path(p).resolve() for p, _ in excluded}
+    listed = {p.resolve() for p in paths} | {_resolved(p) for p, _ in excluded}
     image_folder = next(f for f in folders if f.is_dir())  # base always is one
     unlabeled = sorted(p for p in image_folder.iterdir()
                        if _is_candidate(p) and p.resolve() not in listed
@@ -204,6 +222,9 @@ def choose_classes(classes, aliases, found):
             raise DataError("--classes=auto found no class names in the data: check "
                             "--data_dir and its layout (see the README).")
         found = sorted(found)
+        if len(found) < 2:
+            raise DataError(f"--classes=auto found only the class {found[0]} in the data: a "
+                            f"classifier needs at least two classes.")
         # A found class that is a known class or alias (happiness, feliz) also
         # answers to that class's other names, so test files like happy.jpg count.
         known = {normalise_label(n): [name, *(aliases or {}).get(name, [])]
@@ -501,6 +522,9 @@ def list_images(sources, nested=True):
                 paths.extend(found)
             elif source.is_file() and source.suffix.lower() == ".txt" and nested:
                 lines = [line.strip() for line in source.read_text().splitlines()]
+                if not any(lines):
+                    raise DataError(f"The list {source} names no image: put one image path "
+                                    f"a line in it.")
                 paths.extend(list_images([source.parent / line for line in lines if line],
                                          nested=False))
             elif source.is_file():

@@ -2,6 +2,7 @@
 
 Offers:
   check_runs_dir(runs_dir, data_dir) raises RunError unless runs can be written there
+  check_outside(name, folder, data_dir) raises RunError for a folder inside the data
   new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
@@ -35,6 +36,20 @@ LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finishe
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
 
 
+def check_outside(name, folder, data_dir):
+    """Raise RunError when `folder` (--name) lies in `data_dir`, links followed.
+
+    What the suite writes must never land among the user's images, where a later
+    run would read it as data.
+    """
+    if not data_dir:
+        return
+    inside, data = Path(os.path.realpath(folder)), Path(os.path.realpath(data_dir))
+    if inside == data or data in inside.parents:
+        raise RunError(f"--{name}={folder} is inside the data folder {data_dir}: keep what "
+                       f"the suite writes out of the data (the default is).")
+
+
 def check_runs_dir(runs_dir, data_dir=None):
     """Raise RunError unless `runs_dir` is (or can become) a writable folder.
 
@@ -43,12 +58,7 @@ def check_runs_dir(runs_dir, data_dir=None):
     runs_dir = Path(runs_dir)
     if runs_dir.exists() and not runs_dir.is_dir():
         raise RunError(f"--runs_dir={runs_dir} is a file, not a folder: give a folder.")
-    if data_dir:
-        inside = Path(os.path.abspath(runs_dir))
-        data = Path(os.path.abspath(data_dir))
-        if inside == data or data in inside.parents:
-            raise RunError(f"--runs_dir={runs_dir} is inside the data folder {data_dir}: "
-                           f"keep runs out of the data, e.g. --runs_dir=runs.")
+    check_outside("runs_dir", runs_dir, data_dir)
     existing = next((p for p in [runs_dir, *runs_dir.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise RunError(f"--runs_dir={runs_dir} cannot be made: {existing} is a file.")

@@ -219,14 +219,14 @@ def main(argv, defaults):
     Returns the exit status.
     """
     from cnnlib.config import parse_args
-    from cnnlib.errors import UserError
+    from cnnlib.errors import UserError, os_error_sentence
 
     options = {"out_dir": "", "test_images": "", "scale": 1.0, "workers": 2,
                "seed": defaults["seed"]}
     try:
         chosen, _ = parse_args(argv, options, positional=False)
-        if not 0 < chosen["scale"] <= 1000 or chosen["workers"] < 1:
-            raise UserError("--scale must be above 0 (up to 1000) and --workers at least 1.")
+        if not 0 < chosen["scale"] <= 1000 or not 1 <= chosen["workers"] <= 64:
+            raise UserError("--scale must be above 0 (up to 1000) and --workers from 1 to 64.")
         if not chosen["out_dir"] and not chosen["test_images"]:
             raise UserError("Give --out_dir=DIR for a stand-in data set, or "
                             "--test_images=DIR for the 8 test images.")
@@ -244,6 +244,9 @@ def main(argv, defaults):
                   f"{summary['seconds']} s.")
     except (UserError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     return 0
 
