@@ -112,12 +112,10 @@ def _tf_decoder(size, channels):
     return tf.function(lambda data: _tf_decode_resize(data, size, channels))
 
 
-def decode_image(path, size, channels):
-    """Decode the image file at `path` by its content and resize it (never crop).
+def _decode(path, channels, tf_decode, size=None):
+    """Decode `path` by its content: `tf_decode` for TensorFlow's formats, else Pillow.
 
-    Returns a uint8 array [size, size, channels]. TensorFlow decodes JPEG, PNG,
-    BMP and GIF (first frame), as the report does; Pillow decodes the rest
-    (WebP, CMYK or EXIF-rotated JPEG, TIFF...).
+    Returns (uint8 pixels [H, W, channels], whether `tf_decode` made them).
     Raises DataError when the file is empty or not a readable image.
     """
     with open(path, "rb") as handle:
@@ -126,18 +124,29 @@ def decode_image(path, size, channels):
         raise DataError(f"{path} is empty.")
     if _tf_can_decode(head):
         try:
-            return _tf_decoder(size, channels)(tf.io.read_file(str(path))).numpy()
+            return tf_decode(tf.io.read_file(str(path))).numpy(), True
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
             pass  # e.g. a damaged file: let Pillow try, and name the error if it fails too
     from PIL import UnidentifiedImageError
 
     try:
-        pixels = _decode_with_pillow(path, size, channels)
+        return _decode_with_pillow(path, size, channels), False
     except UnidentifiedImageError:
         raise DataError(f"{path} is not a readable image (no known image format).") from None
     except Exception as error:  # Pillow raises many types for broken files
         raise DataError(f"{path} is not a readable image ({error}).") from None
-    return _resize(pixels, size).numpy()
+
+
+def decode_image(path, size, channels):
+    """Decode the image file at `path` by its content and resize it (never crop).
+
+    Returns a uint8 array [size, size, channels]. TensorFlow decodes JPEG, PNG,
+    BMP and GIF (first frame), as the report does; Pillow decodes the rest
+    (WebP, CMYK or EXIF-rotated JPEG, TIFF...).
+    Raises DataError when the file is empty or not a readable image.
+    """
+    pixels, resized = _decode(path, channels, _tf_decoder(size, channels), size)
+    return pixels if resized else _resize(pixels, size).numpy()
 
 
 def decode_full(path, channels):
@@ -149,24 +158,8 @@ def decode_full(path, channels):
     Returns uint8 [height, width, channels]. Raises DataError when the file is
     empty or not a readable image.
     """
-    with open(path, "rb") as handle:
-        head = handle.read(_HEADER_BYTES)
-    if not head:
-        raise DataError(f"{path} is empty.")
-    if _tf_can_decode(head):
-        try:
-            data = tf.io.read_file(str(path))
-            return tf.io.decode_image(data, channels=channels, expand_animations=False).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-            pass  # as in decode_image: Pillow tries next
-    from PIL import UnidentifiedImageError
-
-    try:
-        return _decode_with_pillow(path, None, channels)
-    except UnidentifiedImageError:
-        raise DataError(f"{path} is not a readable image (no known image format).") from None
-    except Exception as error:  # Pillow raises many types for broken files
-        raise DataError(f"{path} is not a readable image ({error}).") from None
+    return _decode(path, channels, lambda data: tf.io.decode_image(
+        data, channels=channels, expand_animations=False))[0]
 
 
 # No face photo is this large: a bigger file is turned down before it is read whole.
