@@ -2,7 +2,9 @@
 
 Offers, in the order a run calls them:
   prepare_data(params, standin_dir)   -> everything training needs, in three steps:
-    load_data(data_dir, classes, ...) -> images and labels of train and validation
+    load_data(data_dir, classes, ...) -> images and labels of train and validation:
+      find_data(data_dir, classes, ...) -> the files and labels of each split
+      load_split(paths, labels, ...)  -> one split decoded (or mapped from the cache)
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
     balance_data(images, labels, ...) -> Table 1's augmented set and Equation 1's weights
@@ -19,7 +21,10 @@ Offers, in the order a run calls them:
 Finding files in each layout lives in cnnlib/layouts.py, decoding in cnnlib/decode.py
 and the disk cache in cnnlib/cache.py. Pixels stay uint8 until the model: its first
 layer rescales them to [0, 1], so the in-memory set is four times smaller than
-float32 and inference gets the same scaling. Nothing here moves, renames, rewrites
+float32 and inference gets the same scaling. With the cache on, the decoded files
+and the balanced training set are memory-mapped from it (a warm run decodes and
+augments nothing), and the input pipeline gathers each batch from those arrays,
+so a warm run holds one copy of the data. Nothing here moves, renames, rewrites
 or deletes a file it reads.
 """
 
@@ -46,6 +51,7 @@ from cnnlib.layouts import AUTO, class_lookup  # noqa: F401,E402
 
 # Training may hold up to 4x the training images after Table 1's augmentation.
 _AUGMENT_FACTOR = 4
+_NOISE_CHUNK = 1024  # images given noise at a time: float64 temporaries stay small
 
 
 def _check_memory(count, size, channels, augment):
@@ -61,6 +67,38 @@ def _check_memory(count, size, channels, augment):
                         f"of free memory: lower --image_size.")
 
 
+def find_data(data_dir, classes, aliases, size, channels, seed=0, augment=False,
+              **layout_options):
+    """Find the labelled images of `data_dir` in the first layout that fits.
+
+    Returns layouts.find_dataset's dict (classes, aliases, layout, train and
+    validation as (paths, labels), excluded, unlabeled). Raises DataError when
+    the images could not fit in the free memory.
+    """
+    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
+    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
+          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
+          f"validation images listed.")
+    _check_memory(len(found["train"][0]) + len(found["validation"][0]), size, channels,
+                  augment)
+    return found
+
+
+def load_split(paths, labels, size, channels, cache_dir=""):
+    """Decode one split's files (from the cache if valid).
+
+    Returns ((uint8 images [N, size, size, channels], int64 labels [N], paths [N]),
+    unreadable [(path, reason)], kept): kept indexes `paths` (int64 [N]); cached
+    images are memory-mapped.
+    """
+    if cache_dir:
+        images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
+                                                     load_images)
+    else:
+        images, kept, unreadable = load_images(paths, size, channels)
+    return (images, labels[kept], [paths[i] for i in kept]), unreadable, kept
+
+
 def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
               augment=False, **layout_options):
     """Find the labelled images of `data_dir` and decode them (from the cache if valid).
@@ -71,23 +109,13 @@ def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
     labels [N], paths [N])), skipped ([(path, reason)]: unreadable or excluded
     files) and unlabeled ([Path]).
     """
-    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
-    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
-          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
-          f"validation images listed.")
-    _check_memory(len(found["train"][0]) + len(found["validation"][0]), size, channels,
-                  augment)
+    found = find_data(data_dir, classes, aliases, size, channels, seed, augment,
+                      **layout_options)
     skipped = list(found["excluded"])
     loaded = {}
     for split in ("train", "validation"):
-        paths, labels = found[split]
-        if cache_dir:
-            images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
-                                                         load_images)
-        else:
-            images, kept, unreadable = load_images(paths, size, channels)
+        loaded[split], unreadable, _ = load_split(*found[split], size, channels, cache_dir)
         skipped += unreadable
-        loaded[split] = (images, labels[kept], [paths[i] for i in kept])
     return {"classes": found["classes"], "aliases": found["aliases"],
             "layout": found["layout"], **loaded, "skipped": skipped,
             "unlabeled": found["unlabeled"]}
@@ -155,17 +183,50 @@ def prepare_data(params, standin_dir=None):
     if is_standin:
         print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
               f"not QIDER). Point --data_dir at QIDER to use the real data.")
-    data = load_data(data_dir, params["classes"], params["aliases"], params["image_size"],
-                     params["channels"], params["cache_dir"], params["seed"],
-                     params["augment"], labels_file=params["labels_file"],
-                     image_column=params["image_column"], label_column=params["label_column"],
-                     images_dir=params["images_dir"],
-                     validation_fraction=params["validation_fraction"])
+    size, channels, cache_dir = params["image_size"], params["channels"], params["cache_dir"]
+    found = find_data(data_dir, params["classes"], params["aliases"], size, channels,
+                      params["seed"], params["augment"], labels_file=params["labels_file"],
+                      image_column=params["image_column"], label_column=params["label_column"],
+                      images_dir=params["images_dir"],
+                      validation_fraction=params["validation_fraction"])
+    num_classes = len(found["classes"])
+    train_paths, train_found_labels = found["train"]
+    # The balanced set is cached too: a warm run maps it from disk, never decoding,
+    # augmenting or holding the training originals beside it.
+    balanced_key = cache.derived_key(
+        "balanced", cache.cache_key(train_paths, size, channels), train_found_labels,
+        num_classes, params["noise_sigma"], params["seed"]) if cache_dir and params["augment"] else None
+    balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
+    if balanced is None:
+        train, train_unreadable, kept = load_split(train_paths, train_found_labels, size,
+                                                   channels, cache_dir)
+    else:
+        kept = balanced[1]["kept"]
+        train = (None, train_found_labels[kept], [train_paths[i] for i in kept])
+        train_unreadable = list(zip(balanced[1]["skipped_paths"].tolist(),
+                                    balanced[1]["skipped_reasons"].tolist()))
+        for _, reason in train_unreadable:  # the same warnings as a fresh load
+            warnings.warn(f"Skipped {reason}", stacklevel=2)
+    validation, val_unreadable, _ = load_split(*found["validation"], size, channels, cache_dir)
+    data = {"classes": found["classes"], "aliases": found["aliases"], "layout": found["layout"],
+            "train": train, "validation": validation, "unlabeled": found["unlabeled"],
+            "skipped": list(found["excluded"]) + train_unreadable + val_unreadable}
     leaks = check_data(data, data_dir, params["strict"])
     train_images, train_labels, _ = data["train"]
-    train_images, train_labels, before, after, weights = balance_data(
-        train_images, train_labels, len(data["classes"]), params["augment"],
-        params["noise_sigma"], params["class_weights"], params["seed"])
+    if balanced is None:
+        train_images, train_labels, before, after, weights = balance_data(
+            train_images, train_labels, num_classes, params["augment"],
+            params["noise_sigma"], params["class_weights"], params["seed"])
+        if balanced_key:
+            train_images = cache.write_entry(
+                cache_dir, "balanced", balanced_key, train_images, labels=train_labels,
+                kept=kept, skipped_paths=np.asarray([p for p, _ in train_unreadable], dtype=str),
+                skipped_reasons=np.asarray([r for _, r in train_unreadable], dtype=str))
+    else:
+        train_images, train_labels = balanced[0], balanced[1]["labels"]
+        before = class_counts(train[1], num_classes)
+        after = class_counts(train_labels, num_classes)
+        weights = class_weights(after) if params["class_weights"] else None
     val_images, val_labels, _ = data["validation"]
     return {"classes": data["classes"], "aliases": data["aliases"],
             "train_images": train_images, "train_labels": train_labels,
@@ -207,10 +268,23 @@ def class_counts(labels, num_classes):
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
 
 
-def _add_noise(images, sigma, rng):
-    """Return uint8 copies of `images` with Gaussian noise of std `sigma` (in [0, 1] units)."""
-    noisy = images.astype(np.float32) + rng.normal(0.0, sigma * 255.0, images.shape)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+def _add_noise(sources, sigma, rng, chunk=_NOISE_CHUNK):
+    """Return uint8 copies of the images of `sources` (arrays, in order) with Gaussian
+    noise of std `sigma` (in [0, 1] units), as one array.
+
+    The noise is drawn `chunk` images at a time, in order: the same numbers as
+    one draw for all of them, without a float64 copy of the whole class.
+    """
+    total = sum(len(images) for images in sources)
+    out = np.empty((total, *sources[0].shape[1:]), dtype=np.uint8)
+    at = 0
+    for images in sources:
+        for start in range(0, len(images), chunk):
+            part = images[start:start + chunk]
+            noisy = part.astype(np.float32) + rng.normal(0.0, sigma * 255.0, part.shape)
+            out[at:at + len(part)] = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+            at += len(part)
+    return out
 
 
 def augment_dataset(images, labels, num_classes, noise_sigma, seed):
@@ -221,11 +295,14 @@ def augment_dataset(images, labels, num_classes, noise_sigma, seed):
     after = min(4 x before, max(before)). When a class is cut, originals are kept
     first, then mirrors, then noisy copies; which ones is drawn from `seed`.
     Takes uint8 images [N, H, W, C] and labels [N]; returns (images, labels) of the
-    augmented set, grouped by class in class order.
+    augmented set, grouped by class in class order. The result is written into one
+    array made up front, so the peak is the input, the result and one class's
+    noisy copies.
     """
     labels = np.asarray(labels, dtype=np.int64)
     counts = class_counts(labels, num_classes)
     target = int(counts.max()) if len(labels) else 0
+    rooms = np.minimum(4 * counts, target)
     rng = np.random.default_rng(seed)
 
     def take(stage, need):
@@ -234,23 +311,23 @@ def augment_dataset(images, labels, num_classes, noise_sigma, seed):
             return stage
         return stage[np.sort(rng.choice(len(stage), size=need, replace=False))]
 
-    out_images, out_labels = [], []
+    out_images = np.empty((int(rooms.sum()), *images.shape[1:]), dtype=np.uint8)
+    at = 0
     for c in range(num_classes):
-        originals = images[labels == c]
-        n = len(originals)
+        n, room = int(counts[c]), int(rooms[c])
         if n == 0:
             continue
-        room = min(4 * n, target)
+        originals = images[labels == c]
         mirrors = originals[:, :, ::-1, :]  # the report's "180 degrees about Y"
         parts = [originals]
         if room > n:
             parts.append(take(mirrors, room - n))
         if room > 2 * n:
-            noisy = _add_noise(np.concatenate([originals, mirrors]), noise_sigma, rng)
-            parts.append(take(noisy, room - 2 * n))
-        out_images.extend(parts)
-        out_labels.append(np.full(room, c, dtype=np.int64))
-    return np.concatenate(out_images), np.concatenate(out_labels)
+            parts.append(take(_add_noise([originals, mirrors], noise_sigma, rng), room - 2 * n))
+        for part in parts:
+            out_images[at:at + len(part)] = part
+            at += len(part)
+    return out_images, np.repeat(np.arange(num_classes, dtype=np.int64), rooms)
 
 
 def class_weights(counts):
@@ -273,14 +350,27 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, seed=No
     """Return a tf.data pipeline of (uint8 images [B, H, W, C], one-hot float32 [B, classes]).
 
     The arrays are already decoded, so the pipeline only shuffles (each epoch,
-    reproducibly from `seed`), batches and prefetches.
+    reproducibly from `seed`), batches and prefetches. It shuffles and batches
+    indices and gathers each batch from `images`, so the images are never
+    copied into TensorFlow: a memory-mapped cache is read a batch at a time and
+    stays one copy. (The order is the same as shuffling the images themselves.)
     """
-    dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int64)))
+    labels = np.asarray(labels, np.int64)
+    shape = images.shape[1:]
+
+    def gather(indices):
+        return np.asarray(images[indices]), labels[indices]
+
+    def load(indices):
+        x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.int64), stateful=False)
+        x.set_shape([None, *shape])
+        y.set_shape([None])
+        return x, tf.one_hot(y, num_classes)
+
+    dataset = tf.data.Dataset.range(len(labels))
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
