@@ -86,3 +86,15 @@ RESUME = ""            # a run folder (or its name in RUNS_DIR) to continue afte
 EARLY_STOPPING = 0     # patience in epochs on validation loss; 0 = off (report: 50 epochs)
 TENSORBOARD = False    # also write TensorBoard logs into the run folder
 DETERMINISTIC = True   # TensorFlow op determinism: same seed and data, same history
+
+# ---------------------------------------------------------------- devices and scale
+# Where and how training runs; none of these changes what the report trains.
+# BATCH_SIZE is what one replica (device) sees: with N replicas each step takes
+# N x BATCH_SIZE images (the global batch) and the learning rate stays as set.
+DEVICE = "auto"          # "auto": a GPU if TensorFlow sees one, else the CPU; "gpu": a GPU,
+                         # or an error saying why none is usable; "cpu": never a GPU
+DISTRIBUTE = "none"      # "none": one device; "mirrored": every local GPU (or CPU_DEVICES);
+                         # "multiworker": the machines of TF_CONFIG (README), one process each
+CPU_DEVICES = 1          # with "mirrored" and no GPU: logical CPU devices to mirror over
+MIXED_PRECISION = "none" # "none" (float32, the report's), "bfloat16" or "float16"; the
+                         # output layer and the saved model stay float32

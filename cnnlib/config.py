@@ -222,6 +222,12 @@ _RULES = {
     "runs_dir": (_text, "a folder"),
     "image_column": (_text, "a column name"),
     "label_column": (_text, "a column name"),
+    "device": (lambda v: v in ("auto", "cpu", "gpu"), "auto, cpu or gpu"),
+    "distribute": (lambda v: v in ("none", "mirrored", "multiworker"),
+                   "none, mirrored or multiworker"),
+    "cpu_devices": _number(1, 256),
+    "mixed_precision": (lambda v: v in ("none", "bfloat16", "float16"),
+                        "none, bfloat16 or float16"),
 }
 
 
