@@ -84,8 +84,8 @@ def find_data(data_dir, classes, aliases, size, channels, seed=0, augment=False,
     return found
 
 
-def load_split(paths, labels, size, channels, cache_dir=""):
-    """Decode one split's files (from the cache if valid).
+def load_split(paths, labels, size, channels, cache_dir="", key=None):
+    """Decode one split's files (from the cache if valid; `key`: its cache key if known).
 
     Returns ((uint8 images [N, size, size, channels], int64 labels [N], paths [N]),
     unreadable [(path, reason)], kept): kept indexes `paths` (int64 [N]); cached
@@ -93,7 +93,7 @@ def load_split(paths, labels, size, channels, cache_dir=""):
     """
     if cache_dir:
         images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
-                                                     load_images)
+                                                     load_images, key)
     else:
         images, kept, unreadable = load_images(paths, size, channels)
     return (images, labels[kept], [paths[i] for i in kept]), unreadable, kept
@@ -121,11 +121,13 @@ def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
             "unlabeled": found["unlabeled"]}
 
 
-def check_data(data, data_dir, strict=False):
+def check_data(data, data_dir, strict=False, twins=None):
     """Raise DataError for loaded data that cannot be trained on.
 
     With `strict`, any skipped file is an error. Files byte-identical in training
-    and validation (a leak that inflates validation accuracy) get a warning.
+    and validation (a leak that inflates validation accuracy) get a warning;
+    `twins`, when given, are those pairs already found (from the cache).
+    Returns the pairs.
     """
     skipped = data["skipped"]
     if strict and skipped:
@@ -140,7 +142,8 @@ def check_data(data, data_dir, strict=False):
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
-    twins = layouts.identical_files(data["train"][2], data["validation"][2])
+    if twins is None:
+        twins = layouts.identical_files(data["train"][2], data["validation"][2])
     if twins:
         warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
                       f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
@@ -191,15 +194,17 @@ def prepare_data(params, standin_dir=None):
                       validation_fraction=params["validation_fraction"])
     num_classes = len(found["classes"])
     train_paths, train_found_labels = found["train"]
+    keys = {split: cache.cache_key(found[split][0], size, channels) if cache_dir else None
+            for split in ("train", "validation")}
     # The balanced set is cached too: a warm run maps it from disk, never decoding,
     # augmenting or holding the training originals beside it.
-    balanced_key = cache.derived_key(
-        "balanced", cache.cache_key(train_paths, size, channels), train_found_labels,
-        num_classes, params["noise_sigma"], params["seed"]) if cache_dir and params["augment"] else None
+    balanced_key = (cache.derived_key("balanced", keys["train"], train_found_labels, num_classes,
+                                      params["noise_sigma"], params["seed"])
+                    if cache_dir and params["augment"] else None)
     balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
     if balanced is None:
         train, train_unreadable, kept = load_split(train_paths, train_found_labels, size,
-                                                   channels, cache_dir)
+                                                   channels, cache_dir, keys["train"])
     else:
         kept = balanced[1]["kept"]
         train = (None, train_found_labels[kept], [train_paths[i] for i in kept])
@@ -207,11 +212,19 @@ def prepare_data(params, standin_dir=None):
                                     balanced[1]["skipped_reasons"].tolist()))
         for _, reason in train_unreadable:  # the same warnings as a fresh load
             warnings.warn(f"Skipped {reason}", stacklevel=2)
-    validation, val_unreadable, _ = load_split(*found["validation"], size, channels, cache_dir)
+    validation, val_unreadable, _ = load_split(*found["validation"], size, channels, cache_dir,
+                                               keys["validation"])
     data = {"classes": found["classes"], "aliases": found["aliases"], "layout": found["layout"],
             "train": train, "validation": validation, "unlabeled": found["unlabeled"],
             "skipped": list(found["excluded"]) + train_unreadable + val_unreadable}
-    leaks = check_data(data, data_dir, params["strict"])
+    # Finding byte-identical files reads every file whose size another shares: at
+    # scale most of them, so the pairs found are cached with the files' keys.
+    leaks_key = cache.derived_key("leaks", keys["train"], keys["validation"]) if cache_dir else None
+    twins = cache.read_note(cache_dir, "leaks", leaks_key) if leaks_key else None
+    leaks = check_data(data, data_dir, params["strict"],
+                       [tuple(pair) for pair in twins] if twins is not None else None)
+    if leaks_key and twins is None:
+        cache.write_note(cache_dir, "leaks", leaks_key, [[str(a), str(b)] for a, b in leaks])
     train_images, train_labels, _ = data["train"]
     if balanced is None:
         train_images, train_labels, before, after, weights = balance_data(

@@ -11,6 +11,8 @@ Offers:
   write_entry(cache_dir, name, key, images, **small)
                                    -> the images as stored (memory-mapped), or as given
                                       when the cache cannot be written
+  read_note(cache_dir, name, key) / write_note(cache_dir, name, key, value)
+                                   -> a small JSON result kept beside them (or None)
 
 An entry is two files: `<name>-<key>.npy`, the images as a plain NumPy array,
 and `<name>-<key>.npz`, its key, the images' shape and CRC-32 and the small arrays
@@ -26,6 +28,7 @@ the suite computed; deleting it is always safe.
 """
 
 import hashlib
+import json
 import os
 import warnings
 import zlib
@@ -135,14 +138,38 @@ def write_entry(cache_dir, name, key, images, **small):
         return images
 
 
-def load_cached(paths, size, channels, cache_dir, loader):
+def _note_path(cache_dir, name, key):
+    return Path(cache_dir) / f"{name}-{key[:32]}.json"
+
+
+def read_note(cache_dir, name, key):
+    """Return the JSON value stored as `name` with `key`, or None if absent or unusable."""
+    try:
+        stored = json.loads(_note_path(cache_dir, name, key).read_text())
+        return stored["value"] if stored.get("key") == key else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_note(cache_dir, name, key, value):
+    """Store the JSON-able `value` as `name` with `key`; a cache that cannot be written is
+    only a warning."""
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        atomic.write_json(_note_path(cache_dir, name, key), {"key": key, "value": value})
+    except OSError as error:
+        warnings.warn(f"Could not write the cache {cache_dir} ({error}).", stacklevel=2)
+
+
+def load_cached(paths, size, channels, cache_dir, loader, key=None):
     """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
 
     The result is (images, kept, skipped) as decode.load_images returns it, the
     images memory-mapped from the cache. The files' skipped reasons are stored
-    too, so a cached run warns of the same skipped files.
+    too, so a cached run warns of the same skipped files. `key` is cache_key's,
+    when the caller has it already.
     """
-    key = cache_key(paths, size, channels)
+    key = key or cache_key(paths, size, channels)
     cached = read_entry(cache_dir, "images", key)
     if cached is not None:
         images, small = cached
