@@ -295,3 +295,35 @@ def test_the_gpu_requirements_are_the_cpu_ones_with_the_gpu_build():
         [line for line in gpu if not line.startswith("tensorflow")]
     assert any(line.startswith("tensorflow[and-cuda]") for line in gpu)
     assert not any(line.startswith("tensorflow-cpu") for line in gpu)
+
+
+def test_the_multiworker_loop_matches_model_fit_on_the_same_batches():
+    # The loop under a one-device strategy against Keras' fit on the same order.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 32, 32, 1), dtype=np.uint8)  # 32 + a partial batch
+    labels = rng.integers(0, 8, 40)
+    weights = {c: 1.0 + c / 10 for c in range(8)}
+    params = {**cnn_run.config.defaults(cnn_params), "epochs": 1, "verbose": 0,
+              "seed": 5, "batch_size": 32}
+    data = {"train_images": images, "train_labels": labels, "val_images": images[:12],
+            "val_labels": labels[:12], "weights": weights}
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    setup = {"strategy": strategy, "kind": "multiworker", "chief": True, "worker": 0,
+             "workers": 1, "replicas": 1, "workers_wait": False}
+    with strategy.scope():
+        ours = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, False, 1e-3, seed=1)
+    rows = distribute.fit(setup, ours, data, params)
+
+    keras_model = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, False, 1e-3, seed=1)
+    order = np.random.default_rng([5, 0]).permutation(40)  # the loop's first epoch
+    one_hot = np.eye(8, dtype=np.float32)
+    history = keras_model.fit(
+        tf.data.Dataset.from_tensor_slices((images[order], one_hot[labels[order]])).batch(32),
+        validation_data=(images[:12], one_hot[labels[:12]]), class_weight=weights,
+        epochs=1, verbose=0, shuffle=False).history
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert rows[0][key] == pytest.approx(history[key][0], abs=1e-5), key
+    for a, b in zip(ours.get_weights(), keras_model.get_weights()):
+        assert np.allclose(a, b, atol=1e-6)
