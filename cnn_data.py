@@ -165,6 +165,32 @@ def balance_data(images, labels, num_classes, augment=True, noise_sigma=0.05, we
     return images, labels, before, after, (class_weights(after) if weigh else None)
 
 
+def _split_of_entry(found_split, small):
+    """(train, unreadable, kept) as load_split gives them, from a balanced cache entry:
+    the files' labels and paths, without their pixels (the balanced set has them)."""
+    paths, labels = found_split
+    kept = small["kept"]
+    unreadable = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
+    for _, reason in unreadable:  # the same warnings as a fresh load
+        warnings.warn(f"Skipped {reason}", stacklevel=3)
+    return (None, labels[kept], [paths[i] for i in kept]), unreadable, kept
+
+
+def _checked(data, data_dir, strict, cache_dir, keys):
+    """check_data, with the train/validation duplicates cached by the files' keys.
+
+    Finding byte-identical files reads every file whose size another shares: at
+    scale, most of them; the pairs found only change when a file does.
+    """
+    key = cache.derived_key("leaks", keys["train"], keys["validation"]) if cache_dir else None
+    twins = cache.read_note(cache_dir, "leaks", key) if key else None
+    leaks = check_data(data, data_dir, strict,
+                       [tuple(pair) for pair in twins] if twins is not None else None)
+    if key and twins is None:
+        cache.write_note(cache_dir, "leaks", key, [[str(a), str(b)] for a, b in leaks])
+    return leaks
+
+
 def prepare_data(params, standin_dir=None):
     """Find, load, check and balance the data that `params` name; weigh the classes.
 
@@ -193,38 +219,25 @@ def prepare_data(params, standin_dir=None):
                       images_dir=params["images_dir"],
                       validation_fraction=params["validation_fraction"])
     num_classes = len(found["classes"])
-    train_paths, train_found_labels = found["train"]
     keys = {split: cache.cache_key(found[split][0], size, channels) if cache_dir else None
             for split in ("train", "validation")}
     # The balanced set is cached too: a warm run maps it from disk, never decoding,
     # augmenting or holding the training originals beside it.
-    balanced_key = (cache.derived_key("balanced", keys["train"], train_found_labels, num_classes,
+    balanced_key = (cache.derived_key("balanced", keys["train"], found["train"][1], num_classes,
                                       params["noise_sigma"], params["seed"])
                     if cache_dir and params["augment"] else None)
     balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
     if balanced is None:
-        train, train_unreadable, kept = load_split(train_paths, train_found_labels, size,
-                                                   channels, cache_dir, keys["train"])
+        train, train_unreadable, kept = load_split(*found["train"], size, channels, cache_dir,
+                                                   keys["train"])
     else:
-        kept = balanced[1]["kept"]
-        train = (None, train_found_labels[kept], [train_paths[i] for i in kept])
-        train_unreadable = list(zip(balanced[1]["skipped_paths"].tolist(),
-                                    balanced[1]["skipped_reasons"].tolist()))
-        for _, reason in train_unreadable:  # the same warnings as a fresh load
-            warnings.warn(f"Skipped {reason}", stacklevel=2)
+        train, train_unreadable, kept = _split_of_entry(found["train"], balanced[1])
     validation, val_unreadable, _ = load_split(*found["validation"], size, channels, cache_dir,
                                                keys["validation"])
     data = {"classes": found["classes"], "aliases": found["aliases"], "layout": found["layout"],
             "train": train, "validation": validation, "unlabeled": found["unlabeled"],
             "skipped": list(found["excluded"]) + train_unreadable + val_unreadable}
-    # Finding byte-identical files reads every file whose size another shares: at
-    # scale most of them, so the pairs found are cached with the files' keys.
-    leaks_key = cache.derived_key("leaks", keys["train"], keys["validation"]) if cache_dir else None
-    twins = cache.read_note(cache_dir, "leaks", leaks_key) if leaks_key else None
-    leaks = check_data(data, data_dir, params["strict"],
-                       [tuple(pair) for pair in twins] if twins is not None else None)
-    if leaks_key and twins is None:
-        cache.write_note(cache_dir, "leaks", leaks_key, [[str(a), str(b)] for a, b in leaks])
+    leaks = _checked(data, data_dir, params["strict"], cache_dir, keys)
     train_images, train_labels, _ = data["train"]
     if balanced is None:
         train_images, train_labels, before, after, weights = balance_data(
