@@ -13,6 +13,10 @@ and loss; then, per precision, the mean, and the speed ratio to float32. The
 seeds' spread is the run-to-run spread that an accuracy difference is judged
 against. --steps_only=N instead times N training steps per precision (no
 accuracy), for a quick look at float16, which a CPU has no fast path for.
+--alternate=R measures speed alone, robustly on a shared machine: one process
+builds the model in each precision and trains them in turns, 100 steps of the
+suite's own pipeline (stand-in data, class weights) each, R rounds; it prints
+each precision's median images/s and their ratio.
 Prints numbers, no verdict.
 """
 
@@ -71,11 +75,47 @@ def steps_only(params):
         print(f"  {precision:<9} {rate:8.1f} images/s over {params['steps_only']} steps")
 
 
+def alternate(params):
+    """Train each precision's model in turns, 100 steps at a time; print median images/s."""
+    import keras
+
+    import cnn_data
+    import cnn_model
+    import cnn_params
+
+    precisions = params["precisions"].split(",")
+    data = cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
+    classes, batch, steps = len(data["classes"]), params["batch_size"], 100
+    dataset = cnn_data.make_dataset(data["train_images"], data["train_labels"], classes, batch,
+                                    shuffle=True, seed=params["seed"]).repeat()
+    models = {p: cnn_model.build_model(params["layers"], classes, params["image_size"],
+                                       params["channels"], params["dropout"],
+                                       params["learning_rate"], seed=params["seed"], precision=p)
+              for p in precisions}
+    rates = {p: [] for p in precisions}
+    for round_ in range(params["alternate"] + 1):
+        for precision, model in models.items():
+            times = []
+            timer = keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: times.append(time.perf_counter()),
+                on_epoch_end=lambda epoch, logs: times.append(time.perf_counter()))
+            model.fit(dataset, epochs=1, steps_per_epoch=steps, class_weight=data["weights"],
+                      verbose=0, callbacks=[timer], shuffle=False)
+            if round_:  # the first round traces and warms up
+                rates[precision].append(steps * batch / (times[1] - times[0]))
+    base = statistics.median(rates[precisions[0]])
+    for precision in precisions:
+        median = statistics.median(rates[precision])
+        print(f"  {precision:<9} {median:8.1f} images/s (median of {len(rates[precision])} x "
+              f"{steps} steps; range {min(rates[precision]):.0f}-{max(rates[precision]):.0f}): "
+              f"{median / base:.2f} x {precisions[0]}")
+
+
 def main():
     import cnn_params
 
     options = {**config.defaults(cnn_params), "epochs": 8, "seeds": "1234,1235",
-               "precisions": "none,bfloat16", "steps_only": 0}
+               "precisions": "none,bfloat16", "steps_only": 0, "alternate": 0}
     params, _ = config.parse_args(sys.argv[1:], options)
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -85,6 +125,9 @@ def main():
     print(f"machine: {os.cpu_count()} cores, bfloat16 instructions: {'yes' if bf16 else 'no'}")
     if params["steps_only"]:
         steps_only(params)
+        return 0
+    if params["alternate"]:
+        alternate(params)
         return 0
     precisions = params["precisions"].split(",")
     seeds = [int(s) for s in params["seeds"].split(",")]
