@@ -3,7 +3,9 @@
 Offers, in the order a run calls them:
   prepare_data(params, standin_dir)   -> everything training needs, in three steps:
     load_data(data_dir, classes, ...) -> images and labels of train, validation and the
-                                         data's own test split
+                                         data's own test split:
+      find_data(data_dir, classes, ...) -> the files and labels of each split
+      load_split(paths, labels, ...)  -> one split decoded (or mapped from the cache)
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
     balance_data(images, labels, ...) -> Table 1's augmented set and Equation 1's weights
@@ -22,7 +24,10 @@ Offers, in the order a run calls them:
 Finding files in each layout lives in cnnlib/layouts.py, decoding in cnnlib/decode.py
 and the disk cache in cnnlib/cache.py. Pixels stay uint8 until the model: its first
 layer rescales them to [0, 1], so the in-memory set is four times smaller than
-float32 and inference gets the same scaling. Nothing here moves, renames, rewrites
+float32 and inference gets the same scaling. With the cache on, the decoded files
+and the balanced training set are memory-mapped from it (a warm run decodes and
+augments nothing), and the input pipeline gathers each batch from those arrays,
+so a warm run holds one copy of the data. Nothing here moves, renames, rewrites
 or deletes a file it reads.
 """
 
@@ -50,6 +55,7 @@ from cnnlib.layouts import AUTO, class_lookup  # noqa: F401,E402
 
 # Training may hold up to 4x the training images after Table 1's augmentation.
 _AUGMENT_FACTOR = 4
+_NOISE_CHUNK = 1024  # images given noise at a time: float64 temporaries stay small
 
 
 def _check_memory(count, size, channels, augment):
@@ -77,8 +83,46 @@ def image_loader(crop_faces=False, margin=0.1, min_face=30):
         return load_images, ""
     from cnnlib import faces
 
+    print(f"Cropping each image to its largest face (margin {margin}, faces of at least "
+          f"{min_face} pixels); the crops are cached like decoded images.")
     return (functools.partial(faces.load_face_crops, margin=margin, min_face=min_face),
             faces.crops_tag(margin, min_face))
+
+
+def find_data(data_dir, classes, aliases, size, channels, seed=0, augment=False,
+              **layout_options):
+    """Find the labelled images of `data_dir` in the first layout that fits.
+
+    Returns layouts.find_dataset's dict (classes, aliases, layout, train,
+    validation and test (or None) as (paths, labels), excluded, unlabeled). Raises DataError when
+    the images could not fit in the free memory.
+    """
+    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
+    test_count = len(found["test"][0]) if found["test"] else 0
+    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
+          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
+          f"validation images listed" + (f", {test_count} test images." if test_count else "."))
+    _check_memory(len(found["train"][0]) + len(found["validation"][0]) + test_count, size,
+                  channels, augment)
+    return found
+
+
+def load_split(paths, labels, size, channels, cache_dir="", key=None, loader=load_images,
+               tag=""):
+    """Decode one split's files (from the cache if valid; `key`: its cache key if known).
+
+    `loader` and `tag` are image_loader's: plain decoding, or face crops.
+
+    Returns ((uint8 images [N, size, size, channels], int64 labels [N], paths [N]),
+    unreadable [(path, reason)], kept): kept indexes `paths` (int64 [N]); cached
+    images are memory-mapped.
+    """
+    if cache_dir:
+        images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
+                                                     loader, tag, key)
+    else:
+        images, kept, unreadable = loader(paths, size, channels)
+    return (images, labels[kept], [paths[i] for i in kept]), unreadable, kept
 
 
 def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
@@ -94,40 +138,28 @@ def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
     None), skipped ([(path, reason)]: unreadable or excluded files) and
     unlabeled ([Path]).
     """
-    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
-    test_count = len(found["test"][0]) if found["test"] else 0
-    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
-          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
-          f"validation images listed" + (f", {test_count} test images." if test_count else "."))
-    _check_memory(len(found["train"][0]) + len(found["validation"][0]) + test_count, size,
-                  channels, augment)
+    found = find_data(data_dir, classes, aliases, size, channels, seed, augment,
+                      **layout_options)
     loader, tag = image_loader(crop_faces, face_margin, min_face_size)
-    if crop_faces:
-        print(f"Cropping each image to its largest face (margin {face_margin}, faces of at "
-              f"least {min_face_size} pixels); the crops are cached like decoded images.")
     skipped = list(found["excluded"])
     loaded = {"test": None}
     for split in ("train", "validation", "test"):
-        if found[split] is None:
-            continue
-        paths, labels = found[split]
-        if cache_dir:
-            images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
-                                                         loader, tag)
-        else:
-            images, kept, unreadable = loader(paths, size, channels)
-        skipped += unreadable
-        loaded[split] = (images, labels[kept], [paths[i] for i in kept])
+        if found[split] is not None:
+            loaded[split], unreadable, _ = load_split(*found[split], size, channels, cache_dir,
+                                                      loader=loader, tag=tag)
+            skipped += unreadable
     return {"classes": found["classes"], "aliases": found["aliases"],
             "layout": found["layout"], **loaded, "skipped": skipped,
             "unlabeled": found["unlabeled"]}
 
 
-def check_data(data, data_dir, strict=False):
+def check_data(data, data_dir, strict=False, twins=None):
     """Raise DataError for loaded data that cannot be trained on.
 
     With `strict`, any skipped file is an error. Files byte-identical in training
-    and validation (a leak that inflates validation accuracy) get a warning.
+    and validation (a leak that inflates validation accuracy) get a warning;
+    `twins`, when given, are those pairs already found (from the cache).
+    Returns the pairs.
     """
     skipped = data["skipped"]
     if strict and skipped:
@@ -146,7 +178,8 @@ def check_data(data, data_dir, strict=False):
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
-    twins = layouts.identical_files(data["train"][2], data["validation"][2])
+    if twins is None:
+        twins = layouts.identical_files(data["train"][2], data["validation"][2])
     if twins:
         warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
                       f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
@@ -166,6 +199,32 @@ def balance_data(images, labels, num_classes, augment=True, noise_sigma=0.05, we
         images, labels = augment_dataset(images, labels, num_classes, noise_sigma, seed)
     after = class_counts(labels, num_classes)
     return images, labels, before, after, (class_weights(after) if weigh else None)
+
+
+def _split_of_entry(found_split, small):
+    """(train, unreadable, kept) as load_split gives them, from a balanced cache entry:
+    the files' labels and paths, without their pixels (the balanced set has them)."""
+    paths, labels = found_split
+    kept = small["kept"]
+    unreadable = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
+    for _, reason in unreadable:  # the same warnings as a fresh load
+        warnings.warn(f"Skipped {reason}", stacklevel=3)
+    return (None, labels[kept], [paths[i] for i in kept]), unreadable, kept
+
+
+def _checked(data, data_dir, strict, cache_dir, keys):
+    """check_data, with the train/validation duplicates cached by the files' keys.
+
+    Finding byte-identical files reads every file whose size another shares: at
+    scale, most of them; the pairs found only change when a file does.
+    """
+    key = cache.derived_key("leaks", keys["train"], keys["validation"]) if cache_dir else None
+    twins = cache.read_note(cache_dir, "leaks", key) if key else None
+    leaks = check_data(data, data_dir, strict,
+                       [tuple(pair) for pair in twins] if twins is not None else None)
+    if key and twins is None:
+        cache.write_note(cache_dir, "leaks", key, [[str(a), str(b)] for a, b in leaks])
+    return leaks
 
 
 def prepare_data(params, standin_dir=None):
@@ -193,28 +252,62 @@ def prepare_data(params, standin_dir=None):
     if is_standin:
         print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
               f"not QIDER). Point --data_dir at QIDER to use the real data.")
-    data = load_data(data_dir, params["classes"], params["aliases"], params["image_size"],
-                     params["channels"], params["cache_dir"], params["seed"],
-                     params["augment"], labels_file=params["labels_file"],
-                     image_column=params["image_column"], label_column=params["label_column"],
-                     images_dir=params["images_dir"],
-                     validation_fraction=params["validation_fraction"],
-                     split_column=params["split_column"], crop_faces=params["crop_faces"],
-                     face_margin=params["face_margin"], min_face_size=params["min_face_size"])
-    leaks = check_data(data, data_dir, params["strict"])
+    size, channels, cache_dir = params["image_size"], params["channels"], params["cache_dir"]
+    found = find_data(data_dir, params["classes"], params["aliases"], size, channels,
+                      params["seed"], params["augment"], labels_file=params["labels_file"],
+                      image_column=params["image_column"], label_column=params["label_column"],
+                      images_dir=params["images_dir"],
+                      validation_fraction=params["validation_fraction"],
+                      split_column=params["split_column"])
+    num_classes = len(found["classes"])
+    loader, tag = image_loader(params["crop_faces"], params["face_margin"],
+                               params["min_face_size"])
+    keys = {split: cache.cache_key(found[split][0], size, channels, tag) if cache_dir else None
+            for split in ("train", "validation")}
+    # The balanced set is cached too: a warm run maps it from disk, never decoding,
+    # augmenting or holding the training originals beside it.
+    balanced_key = (cache.derived_key("balanced", keys["train"], found["train"][1], num_classes,
+                                      params["noise_sigma"], params["seed"])
+                    if cache_dir and params["augment"] else None)
+    balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
+    if balanced is None:
+        train, train_unreadable, kept = load_split(*found["train"], size, channels, cache_dir,
+                                                   keys["train"], loader, tag)
+    else:
+        train, train_unreadable, kept = _split_of_entry(found["train"], balanced[1])
+    validation, val_unreadable, _ = load_split(*found["validation"], size, channels, cache_dir,
+                                               keys["validation"], loader, tag)
+    test, test_unreadable = None, []
+    if found["test"] is not None:
+        test, test_unreadable, _ = load_split(*found["test"], size, channels, cache_dir,
+                                              loader=loader, tag=tag)
+    data = {"classes": found["classes"], "aliases": found["aliases"], "layout": found["layout"],
+            "train": train, "validation": validation, "unlabeled": found["unlabeled"],
+            "skipped": (list(found["excluded"]) + train_unreadable + val_unreadable
+                        + test_unreadable)}
+    leaks = _checked(data, data_dir, params["strict"], cache_dir, keys)
     train_images, train_labels, _ = data["train"]
-    train_images, train_labels, before, after, weights = balance_data(
-        train_images, train_labels, len(data["classes"]), params["augment"],
-        params["noise_sigma"], params["class_weights"], params["seed"])
+    if balanced is None:
+        train_images, train_labels, before, after, weights = balance_data(
+            train_images, train_labels, num_classes, params["augment"],
+            params["noise_sigma"], params["class_weights"], params["seed"])
+        if balanced_key:
+            train_images = cache.write_entry(
+                cache_dir, "balanced", balanced_key, train_images, labels=train_labels,
+                kept=kept, skipped_paths=np.asarray([p for p, _ in train_unreadable], dtype=str),
+                skipped_reasons=np.asarray([r for _, r in train_unreadable], dtype=str))
+    else:
+        train_images, train_labels = balanced[0], balanced[1]["labels"]
+        before = class_counts(train[1], num_classes)
+        after = class_counts(train_labels, num_classes)
+        weights = class_weights(after) if params["class_weights"] else None
     val_images, val_labels, _ = data["validation"]
-    if data["test"] is not None:
-        test = data["test"][:2]
+    if test is not None:
+        test = test[:2]
         test_source = f"the data's own test split ({len(test[1])} images)"
     else:  # no test split: the report's test images, named after their class
-        loader, _ = image_loader(params["crop_faces"], params["face_margin"],
-                                 params["min_face_size"])
         test = load_test_set(params["test_dir"], class_lookup(data["classes"], data["aliases"]),
-                             params["image_size"], params["channels"], loader)
+                             size, channels, loader)
         test_source = (f"the labelled images in {params['test_dir']} ({len(test[1])} images)"
                        if test is not None else "none (no test split, no labelled images in "
                        f"{params['test_dir']})")
@@ -262,10 +355,23 @@ def class_counts(labels, num_classes):
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
 
 
-def _add_noise(images, sigma, rng):
-    """Return uint8 copies of `images` with Gaussian noise of std `sigma` (in [0, 1] units)."""
-    noisy = images.astype(np.float32) + rng.normal(0.0, sigma * 255.0, images.shape)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+def _add_noise(sources, sigma, rng, chunk=_NOISE_CHUNK):
+    """Return uint8 copies of the images of `sources` (arrays, in order) with Gaussian
+    noise of std `sigma` (in [0, 1] units), as one array.
+
+    The noise is drawn `chunk` images at a time, in order: the same numbers as
+    one draw for all of them, without a float64 copy of the whole class.
+    """
+    total = sum(len(images) for images in sources)
+    out = np.empty((total, *sources[0].shape[1:]), dtype=np.uint8)
+    at = 0
+    for images in sources:
+        for start in range(0, len(images), chunk):
+            part = images[start:start + chunk]
+            noisy = part.astype(np.float32) + rng.normal(0.0, sigma * 255.0, part.shape)
+            out[at:at + len(part)] = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+            at += len(part)
+    return out
 
 
 def augment_dataset(images, labels, num_classes, noise_sigma, seed):
@@ -276,11 +382,14 @@ def augment_dataset(images, labels, num_classes, noise_sigma, seed):
     after = min(4 x before, max(before)). When a class is cut, originals are kept
     first, then mirrors, then noisy copies; which ones is drawn from `seed`.
     Takes uint8 images [N, H, W, C] and labels [N]; returns (images, labels) of the
-    augmented set, grouped by class in class order.
+    augmented set, grouped by class in class order. The result is written into one
+    array made up front, so the peak is the input, the result and one class's
+    noisy copies.
     """
     labels = np.asarray(labels, dtype=np.int64)
     counts = class_counts(labels, num_classes)
     target = int(counts.max()) if len(labels) else 0
+    rooms = np.minimum(4 * counts, target)
     rng = np.random.default_rng(seed)
 
     def take(stage, need):
@@ -289,23 +398,23 @@ def augment_dataset(images, labels, num_classes, noise_sigma, seed):
             return stage
         return stage[np.sort(rng.choice(len(stage), size=need, replace=False))]
 
-    out_images, out_labels = [], []
+    out_images = np.empty((int(rooms.sum()), *images.shape[1:]), dtype=np.uint8)
+    at = 0
     for c in range(num_classes):
-        originals = images[labels == c]
-        n = len(originals)
+        n, room = int(counts[c]), int(rooms[c])
         if n == 0:
             continue
-        room = min(4 * n, target)
+        originals = images[labels == c]
         mirrors = originals[:, :, ::-1, :]  # the report's "180 degrees about Y"
         parts = [originals]
         if room > n:
             parts.append(take(mirrors, room - n))
         if room > 2 * n:
-            noisy = _add_noise(np.concatenate([originals, mirrors]), noise_sigma, rng)
-            parts.append(take(noisy, room - 2 * n))
-        out_images.extend(parts)
-        out_labels.append(np.full(room, c, dtype=np.int64))
-    return np.concatenate(out_images), np.concatenate(out_labels)
+            parts.append(take(_add_noise([originals, mirrors], noise_sigma, rng), room - 2 * n))
+        for part in parts:
+            out_images[at:at + len(part)] = part
+            at += len(part)
+    return out_images, np.repeat(np.arange(num_classes, dtype=np.int64), rooms)
 
 
 def class_weights(counts):
@@ -328,14 +437,27 @@ def make_dataset(images, labels, num_classes, batch_size, shuffle=False, seed=No
     """Return a tf.data pipeline of (uint8 images [B, H, W, C], one-hot float32 [B, classes]).
 
     The arrays are already decoded, so the pipeline only shuffles (each epoch,
-    reproducibly from `seed`), batches and prefetches.
+    reproducibly from `seed`), batches and prefetches. It shuffles and batches
+    indices and gathers each batch from `images`, so the images are never
+    copied into TensorFlow: a memory-mapped cache is read a batch at a time and
+    stays one copy. (The order is the same as shuffling the images themselves.)
     """
-    dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int64)))
+    labels = np.asarray(labels, np.int64)
+    shape = images.shape[1:]
+
+    def gather(indices):
+        return np.asarray(images[indices]), labels[indices]
+
+    def load(indices):
+        x, y = tf.numpy_function(gather, [indices], (tf.uint8, tf.int64), stateful=False)
+        x.set_shape([None, *shape])
+        y.set_shape([None])
+        return x, tf.one_hot(y, num_classes)
+
+    dataset = tf.data.Dataset.range(len(labels))
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -2,18 +2,26 @@
 
 Offers, in the order a run calls them:
   check_layer_table(layer_table)            raises ModelError for an entry that cannot be built
-  build_model(layer_table, num_classes, ...) -> compiled keras.Model
+  build_model(layer_table, num_classes, ...) -> compiled keras.Model (float32, or mixed
+                                               precision: bfloat16 or float16)
   compile_model(model, learning_rate, ...)  -> the optimizer, loss and schedule of a run
+  with_precision(model, precision)          -> the same model in another precision, with
+                                               its weights and optimizer state
   train_model(model, train, validation, ...) -> keras History
   evaluate_model(model, dataset)            -> {"accuracy": float, "loss": float}
   save_model(model, path, info)             -> a .keras file, written atomically, that
-                                               carries `info` (classes, image size) inside
+                                               carries `info` (classes, image size) inside;
+                                               always float32
   load_model(path)                          -> keras.Model
   model_info(path)                          -> the `info` saved inside, or None
   ModelError                                raised for a bad layer table or model file
 
 The model takes uint8 (or float) pixels [batch, size, size, channels] and rescales
 them to [0, 1] itself, so training and inference cannot disagree on scaling.
+Mixed precision (Keras' "mixed_bfloat16" / "mixed_float16" policies, set per
+layer, not globally) computes in 16 bits and keeps the weights, the softmax
+output and the loss in float32; a saved model is float32 whatever it trained in,
+so it loads and predicts anywhere.
 """
 
 import difflib
@@ -36,6 +44,8 @@ LAYER_KEYS = {
     "global_pool": {"type"},
 }
 INFO_FILE = "cnn_info.json"  # inside a saved .keras file: classes, image size, channels
+# MIXED_PRECISION's values and the Keras dtype policy of each (None: float32 throughout).
+PRECISIONS = {"none": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 def _check_entry(index, spec):
@@ -93,31 +103,35 @@ def check_layer_table(layer_table):
                              f"ends the conv part; put it after the last conv layer.")
 
 
-def _conv_block(x, spec, name):
+def _conv_block(x, spec, name, dtype=None):
     """Conv (+ BatchNorm) + ReLU, then max-pool, as the entry `spec` says."""
     kernel, padding = spec.get("kernel", 3), spec.get("padding", "valid")
     if spec.get("batchnorm", False):
         # The BatchNorm's shift replaces the conv's bias.
-        x = layers.Conv2D(spec["units"], kernel, padding=padding, use_bias=False, name=name)(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = layers.Activation("relu", name=f"{name}_relu")(x)
+        x = layers.Conv2D(spec["units"], kernel, padding=padding, use_bias=False, name=name,
+                          dtype=dtype)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn", dtype=dtype)(x)
+        x = layers.Activation("relu", name=f"{name}_relu", dtype=dtype)(x)
     else:
         x = layers.Conv2D(spec["units"], kernel, padding=padding, activation="relu",
-                          name=name)(x)
+                          name=name, dtype=dtype)(x)
     if spec.get("pool", 0):
-        x = layers.MaxPooling2D(spec["pool"], name=f"{name}_pool")(x)
+        x = layers.MaxPooling2D(spec["pool"], name=f"{name}_pool", dtype=dtype)(x)
     return x
 
 
-def _dense_block(x, spec, name, num_classes, last):
+def _dense_block(x, spec, name, num_classes, last, dtype=None):
     """Dense (+ BatchNorm) + ReLU, or the softmax output when `last`."""
     if last:
-        return layers.Dense(num_classes, activation="softmax", name=name)(x)
+        # The output stays float32 under mixed precision: a 16-bit softmax and
+        # cross-entropy lose the small probabilities.
+        return layers.Dense(num_classes, activation="softmax", name=name,
+                            dtype="float32" if dtype else None)(x)
     if spec.get("batchnorm", False):
-        x = layers.Dense(spec["units"], use_bias=False, name=name)(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        return layers.Activation("relu", name=f"{name}_relu")(x)
-    return layers.Dense(spec["units"], activation="relu", name=name)(x)
+        x = layers.Dense(spec["units"], use_bias=False, name=name, dtype=dtype)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn", dtype=dtype)(x)
+        return layers.Activation("relu", name=f"{name}_relu", dtype=dtype)(x)
+    return layers.Dense(spec["units"], activation="relu", name=name, dtype=dtype)(x)
 
 
 def _augmentation(x, augmentation, seed):
@@ -149,41 +163,44 @@ def _augmentation(x, augmentation, seed):
     return x
 
 
-def _stack(layer_table, num_classes, image_size, channels, dropout, augmentation, seed):
-    """The model's layers from the table: returns (inputs, outputs) of the graph."""
+def _stack(layer_table, num_classes, image_size, channels, dropout, augmentation, seed,
+           dtype):
+    """The model's layers from the table, in the Keras dtype policy `dtype` (None for
+    float32): returns (inputs, outputs) of the graph."""
     inputs = keras.Input(shape=(image_size, image_size, channels), name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    x = layers.Rescaling(1.0 / 255, name="rescale", dtype=dtype)(inputs)
     x = _augmentation(x, augmentation, seed)
     counts = {"conv": 0, "dense": 0}
     flat = False
     for index, spec in enumerate(layer_table):
         kind, last = spec["type"], index == len(layer_table) - 1
         if kind == "global_pool":
-            x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+            x = layers.GlobalAveragePooling2D(name="global_pool", dtype=dtype)(x)
             flat = True
             continue
         counts[kind] += 1
         name = f"{kind}{counts[kind]}"
         if kind == "conv":
             try:
-                x = _conv_block(x, spec, name)
+                x = _conv_block(x, spec, name, dtype)
             except ValueError:  # Keras: the feature map became smaller than the kernel
                 raise ModelError(f"Layer {index + 1} of the layer table leaves no pixels of "
                                  f"the {image_size}x{image_size} image; use a larger "
                                  f"--image_size, smaller kernels or fewer pools.") from None
         else:
             if not flat:
-                x = layers.Flatten(name="flatten")(x)
+                x = layers.Flatten(name="flatten", dtype=dtype)(x)
                 flat = True
-            x = _dense_block(x, spec, name, num_classes, last)
+            x = _dense_block(x, spec, name, num_classes, last, dtype)
         rate = spec.get("dropout", 0.0)
         if dropout and rate and not last:
-            x = layers.Dropout(rate, name=f"{name}_dropout")(x)
+            x = layers.Dropout(rate, name=f"{name}_dropout", dtype=dtype)(x)
     return inputs, x
 
 
 def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
-                learning_rate=1e-3, seed=None, augmentation=None, **compile_options):
+                learning_rate=1e-3, seed=None, augmentation=None, precision="none",
+                **compile_options):
     """Build and compile the CNN described by `layer_table`.
 
     `layer_table` is a list of dicts as LAYERS in cnn_params.py. The last dense
@@ -191,8 +208,10 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
     other layer ReLU. A Flatten goes before the first dense layer unless a
     global_pool entry ends the conv part. With `dropout` False every dropout rate
     is ignored (the report's "no dropout" variant). `augmentation` adds random
-    layers that act only in training (see _augmentation); `compile_options` go to
-    compile_model (the defaults are the report's Adam and cross-entropy).
+    layers that act only in training (see _augmentation); `precision` is a key of
+    PRECISIONS: "none" (float32) or a mixed policy, with the output in float32;
+    `compile_options` go to compile_model (the defaults are the report's Adam and
+    cross-entropy).
     Returns the compiled model. Raises ModelError for a layer table that cannot be built.
     """
     check_layer_table(layer_table)
@@ -201,23 +220,24 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
 
     try:
         inputs, outputs = _stack(layer_table, num_classes, image_size, channels, dropout,
-                                 augmentation, seed)
+                                 augmentation, seed, PRECISIONS[precision])
     except (MemoryError, tf.errors.ResourceExhaustedError):
         raise ModelError(f"The layer table (LAYERS or --layers) needs more memory than this "
                          f"machine has at --image_size={image_size}: use fewer units or a "
                          f"smaller image.") from None
     model = keras.Model(inputs, outputs, name="cnn_dropout" if dropout else "cnn_no_dropout")
-    return compile_model(model, learning_rate, **compile_options)
+    return compile_model(model, learning_rate, precision=precision, **compile_options)
 
 
 def compile_model(model, learning_rate=1e-3, optimizer="adam", weight_decay=0.0,
-                  label_smoothing=0.0, decay_steps=0, warmup_steps=0):
+                  label_smoothing=0.0, decay_steps=0, warmup_steps=0, precision="none"):
     """Compile `model` with categorical cross-entropy and accuracy; returns it.
 
     `optimizer` is "adam" (the report's) or "adamw" (decoupled `weight_decay`).
     With `decay_steps` the rate follows a cosine from `learning_rate` down to 0
     over that many steps, after `warmup_steps` of linear warm-up from 0; the
     schedule counts the optimizer's own steps, so a resumed run stays on it.
+    Under float16 the optimizer is wrapped in Keras' loss scaling.
     """
     if decay_steps:
         rate = keras.optimizers.schedules.CosineDecay(
@@ -232,8 +252,50 @@ def compile_model(model, learning_rate=1e-3, optimizer="adam", weight_decay=0.0,
     else:
         raise ModelError(f"--optimizer={optimizer!r} is not known: use 'adam' or 'adamw'.")
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    model.compile(optimizer=chosen, loss=loss, metrics=["accuracy"])
+    _compile(model, chosen, precision, loss)
     return model
+
+
+def _compile(model, optimizer, precision, loss):
+    """Compile with accuracy; float16 gets loss scaling (bfloat16 has float32's range)."""
+    if precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def model_precision(model):
+    """The key of PRECISIONS `model` computes in ("none" for float32)."""
+    names = {layer.dtype_policy.name for layer in model.layers[1:-1]}
+    return next((key for key, policy in PRECISIONS.items() if policy in names), "none")
+
+
+def with_precision(model, precision="none"):
+    """Return `model` in `precision`, with the same weights and optimizer state.
+
+    `model` itself when it already computes in `precision`; else a rebuilt copy:
+    how a mixed-precision model is saved as float32, and a saved model goes on
+    training in mixed precision after a resume.
+    """
+    if model_precision(model) == precision:
+        return model
+    policy = PRECISIONS[precision]
+    output = model.layers[-1]
+
+    def rebuilt(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32" if policy is None or layer is output else policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuilt)
+    copy.set_weights(model.get_weights())
+    source = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    _compile(copy, source.__class__.from_config(source.get_config()), precision, model.loss)
+    if source.built:
+        target = getattr(copy.optimizer, "inner_optimizer", copy.optimizer)
+        target.build(copy.trainable_variables)
+        for mine, theirs in zip(target.variables, source.variables):
+            mine.assign(theirs)
+    return copy
 
 
 def train_model(model, train, validation, epochs, class_weight=None, callbacks=(),
@@ -261,7 +323,10 @@ def save_model(model, path, info=None):
 
     `info` (JSON-able: classes, aliases, image_size, channels) travels with the
     file, so a model copied out of its run folder still knows its classes.
+    A mixed-precision model is saved as its float32 copy (weights and optimizer
+    state included), so the file loads and predicts anywhere.
     """
+    model = with_precision(model, "none")
     with atomic.writing(path) as partial:
         model.save(partial)
         if info is not None:

@@ -125,3 +125,15 @@ CAMERA = -1            # webcam index to read (0 = the first); -1 = none
 MAX_FRAMES = 0         # stop a video or the webcam after this many frames; 0 = all
 SMOOTHING = 0.5        # seconds: moving average of each face's probabilities in the
                        # expression-over-time figure (0 = raw; the CSV is always raw)
+
+# ---------------------------------------------------------------- devices and scale
+# Where and how training runs; none of these changes what the report trains.
+# BATCH_SIZE is what one replica (device) sees: with N replicas each step takes
+# N x BATCH_SIZE images (the global batch) and the learning rate stays as set.
+DEVICE = "auto"          # "auto": a GPU if TensorFlow sees one, else the CPU; "gpu": a GPU,
+                         # or an error saying why none is usable; "cpu": never a GPU
+DISTRIBUTE = "none"      # "none": one device; "mirrored": every local GPU (or CPU_DEVICES);
+                         # "multiworker": the machines of TF_CONFIG (README), one process each
+CPU_DEVICES = 1          # with "mirrored" and no GPU: logical CPU devices to mirror over
+MIXED_PRECISION = "none" # "none" (float32, the report's), "bfloat16" or "float16"; the
+                         # output layer and the saved model stay float32

@@ -5,6 +5,7 @@ Usage:  python cnn_run.py [configs/NAME.py] [--name=value ...]
 
         python cnn_run.py --compare=True        (both report variants: Table 3)
         python cnn_run.py --resume=runs/NAME    (continue an interrupted run)
+        python cnn_run.py --distribute=mirrored (every local GPU; README: multiworker)
 
 Any parameter of cnn_params.py can be overridden by its lower-case name, after a
 configuration file's values. Each run writes a new folder under RUNS_DIR and
@@ -23,7 +24,9 @@ Offers (for tests and notebooks), in call order:
   fit_or_reload(params, ...)  -> the trained model of one variant (training what is left)
   record_evaluation(...)      -> its metrics on train, validation and test; the files
   train_variant(params, ...)  -> both of the above
-  run(params)                 -> Path of the run folder written
+  train_and_record(params, setup) -> Path of the run folder written (the chief's work)
+  run(params)                 -> the devices and strategy, then train_and_record; under
+                                 multiworker a worker that is not the chief follows it
   main(argv)
 """
 
@@ -42,10 +45,11 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import atomic, checkpoints, config, evaluation, plots, report, runs  # noqa: E402
+from cnnlib import atomic, checkpoints, config, distribute, evaluation, plots, report, runs  # noqa: E402
 from cnnlib.errors import DataError, UserError, os_error_sentence  # noqa: E402
 
 VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
+RUNS_ON = ("device", "distribute", "cpu_devices")  # may change when a run is resumed
 
 
 def check_before_work(params):
@@ -69,7 +73,8 @@ def check_before_work(params):
     # Built once, untrained: a layer table that leaves no pixels fails now.
     cnn_model.build_model(params["layers"], len(classes) if classes != [cnn_data.AUTO] else 2,
                           params["image_size"], params["channels"], params["dropout"],
-                          params["learning_rate"], **model_options(params, 1))
+                          params["learning_rate"], precision=params["mixed_precision"],
+                          **model_options(params, 1))
 
 
 def resume_params(params):
@@ -79,8 +84,10 @@ def resume_params(params):
     if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
         raise runs.RunError(f"{run_dir / 'params.json'} is not the parameters of a run: "
                             f"it cannot be resumed. Start a new run.")
-    # Only where runs live may differ from the saved parameters.
-    params = {**params, **saved, "resume": str(run_dir), "runs_dir": params["runs_dir"]}
+    # Only where runs live, and on what devices they train, may differ from the saved
+    # parameters.
+    here = {name: params[name] for name in ("runs_dir", *RUNS_ON) if name in params}
+    params = {**params, **saved, "resume": str(run_dir), **here}
     try:
         config.check_values(params)
     except config.ConfigError as error:
@@ -91,11 +98,12 @@ def resume_params(params):
     return params, run_dir
 
 
-def write_data_records(run_dir, params, data):
-    """Write run_info.json (seed, libraries, data summary), skipped.txt and unlabeled.txt."""
+def write_data_records(run_dir, params, data, devices=None):
+    """Write run_info.json (seed, libraries, devices, data summary), skipped.txt and
+    unlabeled.txt."""
     classes = data["classes"]
     runs.write_json(run_dir / "run_info.json", {
-        "seed": params["seed"], "libraries": runs.library_versions(),
+        "seed": params["seed"], "libraries": runs.library_versions(), "devices": devices,
         "data": {"data_dir": params["data_dir"], "layout": data["layout"],
                  "standin": data["standin"], "classes": classes,
                  "train_before": data["counts_before"].tolist(),
@@ -161,40 +169,57 @@ def load_run_model(path):
                             f"new run.") from None
 
 
-def fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks=()):
+def fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks=(),
+                  setup=None):
     """Return the trained model of one variant, training only what is not yet done.
 
     A finished variant (state.json says so) is reloaded; an interrupted one goes
     on from its last finished epoch, with its optimizer state; a new one is built.
+    `setup` (distribute.start's) says where it trains; None is one device.
     """
+    setup = setup or {"kind": "none", "strategy": None}
     state = runs.read_state(folder)
     if state and state.get("finished"):
         checkpoints.check_files(folder, state)
         return load_run_model(folder / "model.keras")
     done, checkpoint, rows, best = checkpoints.resume_point(folder)
-    if checkpoint is not None:
+    if checkpoint is not None and done >= params["epochs"]:  # stopped before the marker
         model = load_run_model(checkpoint)
-        if done >= params["epochs"]:  # stopped between its last epoch and the marker
-            checkpoints.finish(folder, done, params["epochs"], best)
-            return model
-    else:
-        steps = -(-len(data["train_labels"]) // params["batch_size"])  # batches an epoch
-        model = cnn_model.build_model(params["layers"], len(params["classes"]),
-                                      params["image_size"], params["channels"], dropout,
-                                      params["learning_rate"], seed=params["seed"],
-                                      **model_options(params, steps))
-        if params["verbose"]:
-            model.summary()
+        checkpoints.finish(folder, done, params["epochs"], best)
+        return model
+    multiworker = setup["kind"] == "multiworker"
+    distribute.announce_training(setup, dropout, done)  # the workers build it too
+    # Multiworker: every worker makes the same new model; the chief's checkpoint is
+    # loaded outside the strategy and sent to them all when training starts.
+    resumed = load_run_model(checkpoint) if checkpoint is not None else None
+    steps = -(-len(data["train_labels"]) // distribute.global_batch(params["batch_size"],
+                                                                     setup))
+    with distribute.scope(setup):  # the variables live on every replica
+        if resumed is not None and not multiworker:
+            model = cnn_model.with_precision(resumed, params["mixed_precision"])
+        else:
+            model = cnn_model.build_model(params["layers"], len(params["classes"]),
+                                          params["image_size"], params["channels"], dropout,
+                                          params["learning_rate"], seed=params["seed"],
+                                          precision=params["mixed_precision"],
+                                          **model_options(params, steps))
+    if resumed is None and params["verbose"]:
+        model.summary()
     save = functools.partial(cnn_model.save_model, info=model_info(params))
     # After early stopping, so the weights it restores are the ones saved at the end.
     epoch_writer = checkpoints.EpochCheckpoint(folder, params["epochs"], save, rows, best)
     callbacks = [*training_callbacks(params, folder), epoch_writer, *extra_callbacks]
-    cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
-                          callbacks, params["verbose"], initial_epoch=done)
+    if multiworker:
+        distribute.fit(setup, model, data, params, done, callbacks, start_from=resumed)
+    else:
+        cnn_model.train_model(model, train, validation, params["epochs"], data["weights"],
+                              callbacks, params["verbose"], initial_epoch=done)
     save(model, folder / "model.keras")  # the final weights (early stopping's best)
     checkpoints.finish(folder, len(epoch_writer.rows), params["epochs"],
                        epoch_writer.best_val_loss)
-    return model
+    # Scored as saved: float32, and (multiworker) outside the strategy.
+    return (cnn_model.load_model(folder / "model.keras") if multiworker
+            else cnn_model.with_precision(model, "none"))
 
 
 def score_split(model, images, labels, num_classes, batch_size):
@@ -246,16 +271,20 @@ def record_evaluation(params, data, model, folder, title):
     return metrics
 
 
-def train_variant(params, data, folder, dropout, extra_callbacks=()):
+def train_variant(params, data, folder, dropout, extra_callbacks=(), setup=None):
     """Train (or finish training) and record one model, with or without dropout."""
-    num_classes, batch = len(params["classes"]), params["batch_size"]
+    setup = setup or {"kind": "none", "strategy": None, "replicas": 1}
+    # BATCH_SIZE is one replica's; a step takes one from each (Keras splits the batch).
+    num_classes = len(params["classes"])
+    batch = distribute.global_batch(params["batch_size"], setup)
     title = f"{'With' if dropout else 'Without'} dropout"
     print(f"\n=== {title}: {folder}")
     train = cnn_data.make_dataset(data["train_images"], data["train_labels"], num_classes,
                                   batch, shuffle=True, seed=params["seed"])
     validation = cnn_data.make_dataset(data["val_images"], data["val_labels"], num_classes,
                                        batch)
-    model = fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks)
+    model = fit_or_reload(params, data, folder, dropout, train, validation, extra_callbacks,
+                          setup)
     return record_evaluation(params, data, model, folder, title)
 
 
@@ -265,7 +294,36 @@ def run(params, extra_callbacks=()):
     With COMPARE both variants train on the same data and seed, each in its own
     subfolder, and the run folder gets Table 3 and the overlay figure.
     `extra_callbacks` are added to training (tests use them to interrupt a run).
+    The devices and strategy come first, before TensorFlow starts; under
+    --distribute=multiworker only the chief writes, and a worker that is not the
+    chief follows it and returns None.
     """
+    setup = distribute.start(params)
+    if not setup["chief"]:
+        return distribute.follow_chief(setup, worker_data, worker_model)
+    with distribute.leading(setup):  # a chief that stops tells the workers
+        return train_and_record(params, setup, extra_callbacks)
+
+
+def worker_data(params):
+    """A worker's data: the chief's parameters, this machine's files."""
+    import tensorflow as tf
+
+    if params["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    return cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
+
+
+def worker_model(params, dropout):
+    """A worker's new model: the one the chief builds."""
+    return cnn_model.build_model(params["layers"], len(params["classes"]), params["image_size"],
+                                 params["channels"], dropout, params["learning_rate"],
+                                 seed=params["seed"], precision=params["mixed_precision"])
+
+
+def train_and_record(params, setup, extra_callbacks=()):
+    """The chief's work: resolve the parameters, prepare the data, train each variant
+    and write the run folder. Returns its Path."""
     import tensorflow as tf
 
     params, run_dir = resume_params(params) if params["resume"] else (params, None)
@@ -274,6 +332,10 @@ def run(params, extra_callbacks=()):
         tf.config.experimental.enable_op_determinism()
     data = cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
     params = {**params, "classes": data["classes"], "aliases": data["aliases"]}  # "auto" resolved
+    distribute.share_start(setup, params, data)  # multiworker: the same on every worker
+    if params["mixed_precision"] != "none":
+        print(f"Mixed precision: {params['mixed_precision']} (weights, output and loss in "
+              f"float32; the saved models are float32).")
     classes = data["classes"]
     cnn_data.print_class_table(classes, data["counts_before"], data["counts_after"],
                                data["weights"])
@@ -281,7 +343,7 @@ def run(params, extra_callbacks=()):
         tag = "compare" if params["compare"] else VARIANTS[params["dropout"]]
         run_dir = runs.new_run_dir(params["runs_dir"], tag)
         runs.write_json(run_dir / "params.json", params)
-    write_data_records(run_dir, params, data)
+    write_data_records(run_dir, params, data, distribute.record(setup))
     print(f"Run folder: {run_dir}")
 
     variants = [False, True] if params["compare"] else [params["dropout"]]
@@ -297,7 +359,7 @@ def run(params, extra_callbacks=()):
                 results[VARIANTS[dropout]] = runs.read_json(folder / "metrics.json", "metrics")
                 continue
             results[VARIANTS[dropout]] = train_variant(params, data, folder, dropout,
-                                                       extra_callbacks)
+                                                       extra_callbacks, setup)
     except KeyboardInterrupt:
         print(f"\nInterrupted. The finished epochs are saved in {run_dir}; continue with "
               f"python cnn_run.py --resume={run_dir}")
@@ -318,12 +380,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         params, _ = config.parse_args(argv, config.defaults(cnn_params), positional=False)
-        given = [arg.split("=")[0] for arg in argv if arg.split("=")[0] not in (
-            "--resume", "--runs_dir")]
+        allowed = {f"--{name}" for name in ("resume", "runs_dir", *RUNS_ON)}
+        given = [arg.split("=")[0] for arg in argv if arg.split("=")[0] not in allowed]
         if params["resume"] and given:
             raise config.ConfigError(f"--resume goes on with the run's own saved parameters, so "
                                      f"{', '.join(given)} would be ignored: give only --resume "
-                                     f"(and --runs_dir).")
+                                     f"(and --runs_dir, --device, --distribute, --cpu_devices).")
         run(params)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

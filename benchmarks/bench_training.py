@@ -214,8 +214,6 @@ def time_option(params):
         tf.config.experimental.enable_op_determinism()
     import keras
 
-    if option.get("bf16"):
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     import cnn_model
 
     rng = np.random.default_rng(0)
@@ -224,7 +222,8 @@ def time_option(params):
                               params["image_size"], params["channels"]), dtype=np.uint8)
     y = np.eye(8, dtype=np.float32)[rng.integers(0, 8, len(x))]
     model = cnn_model.build_model(params["layers"], 8, params["image_size"], params["channels"],
-                                  params["dropout"], params["learning_rate"], seed=1)
+                                  params["dropout"], params["learning_rate"], seed=1,
+                                  precision="bfloat16" if option.get("bf16") else "none")
     if option.get("jit"):
         model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]),
                       loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=True)

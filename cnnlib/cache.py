@@ -5,27 +5,44 @@ Offers:
                                       modification times) and of the preprocessing that
                                       made them (`tag` names any beyond the resize, such
                                       as cropping to faces)
-  load_cached(paths, size, channels, cache_dir, loader, tag)
+  derived_key(*parts)              -> hex key of a result computed from keyed inputs
+  load_cached(paths, size, channels, cache_dir, loader, tag, key)
                                    -> (images, kept, skipped) as decode.load_images
                                       returns them, from the cache when it is valid
+  read_entry(cache_dir, name, key) -> (images, {name: small array}) or None
+  write_entry(cache_dir, name, key, images, **small)
+                                   -> the images as stored (memory-mapped), or as given
+                                      when the cache cannot be written
+  read_note(cache_dir, name, key) / write_note(cache_dir, name, key, value)
+                                   -> a small JSON result kept beside them (or None)
 
-A cache file is trusted only when its stored key matches: a changed file, size,
-channel count or library version makes it rebuild. A damaged file fails in
-np.load (a zip checks its own CRC) and is rebuilt too. It is written atomically. The cache lives in its own folder (CACHE_DIR, git-ignored) and holds
-only what the suite computed; deleting it is always safe.
+An entry is two files: `<name>-<key>.npy`, the images as a plain NumPy array,
+and `<name>-<key>.npz`, its key, the images' shape and CRC-32 and the small arrays
+that go with them (indices, labels, skipped files). The .npz is written last, so
+it is the entry's commit point; both are written atomically. Images are opened
+memory-mapped: a warm run holds one copy of them, the file's pages, which the
+operating system shares and can drop and read back, instead of a decompressed
+copy beside a TensorFlow copy. An entry is trusted only when its stored key
+matches (a changed file, size, channel count or library version makes it
+rebuild) and its images' CRC-32 matches (a damaged file is rebuilt too).
+The cache lives in its own folder (CACHE_DIR, git-ignored) and holds only what
+the suite computed; deleting it is always safe.
 """
 
 import hashlib
+import json
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from cnnlib import atomic
 
-# Bump when the preprocessing code changes what a file decodes to.
-CACHE_VERSION = 1
+# Bump when the preprocessing code changes what a file decodes to, or the format.
+CACHE_VERSION = 2
+_CRC_CHUNK = 64 * 2**20  # bytes checked at a time: the CRC never needs a second copy
 
 
 def cache_key(paths, size, channels, tag=""):
@@ -51,52 +68,127 @@ def cache_key(paths, size, channels, tag=""):
     return digest.hexdigest()
 
 
-def _read(path, key):
-    """Return (images, kept, skipped) from the cache file `path`, or None if unusable."""
+def derived_key(*parts):
+    """Return a hex key of `parts` (strings, numbers, NumPy arrays), in order."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+    for part in parts:
+        data = part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode()
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+def _crc(images):
+    """CRC-32 of an array's bytes, read a chunk at a time."""
+    flat = images.reshape(-1).view(np.uint8)
+    crc = 0
+    for start in range(0, len(flat), _CRC_CHUNK):
+        crc = zlib.crc32(flat[start:start + _CRC_CHUNK], crc)
+    return crc
+
+
+def _paths(cache_dir, name, key):
+    stem = Path(cache_dir) / f"{name}-{key[:32]}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".npz")
+
+
+def _open(path):
+    """The .npy file at `path`, memory-mapped (read-only) unless it holds no images."""
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
+    return images if images.size else np.array(images)
+
+
+def read_entry(cache_dir, name, key):
+    """Return (images, small) of the entry `name` with `key`, or None if absent or unusable.
+
+    `images` is a read-only memory-mapped uint8 array; `small` holds the entry's
+    other arrays. A damaged or mismatched entry gives a warning and None.
+    """
+    images_path, meta_path = _paths(cache_dir, name, key)
+    if not meta_path.is_file():
+        return None
     try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
+        with open(meta_path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
             if str(stored["key"]) != key:
                 return None
-            images, kept = stored["images"], stored["kept"]
-            if len(images) != len(kept):
-                raise ValueError("images and indices differ in length")
-            skipped = list(zip(stored["skipped_paths"].tolist(),
-                               stored["skipped_reasons"].tolist()))
-            return images, kept, skipped
+            small = {k: stored[k] for k in stored.files if k not in ("key", "shape", "crc")}
+            shape, crc = tuple(int(n) for n in stored["shape"]), int(stored["crc"])
+        images = _open(images_path)
+        if images.shape != shape or images.dtype != np.uint8:
+            raise ValueError(f"images of shape {images.shape}, not {shape}")
+        if _crc(images) != crc:
+            raise ValueError("the images' CRC-32 does not match")
+        return images, small
     except Exception as error:  # a damaged file can fail in many ways; never trust it
-        warnings.warn(f"The image cache {path} is unusable ({error}); rebuilding it.",
+        warnings.warn(f"The image cache {meta_path} is unusable ({error}); rebuilding it.",
                       stacklevel=3)
         return None
 
 
-def _write(path, key, images, kept, skipped):
-    """Write the cache file atomically: a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.writing(path) as partial:
-        np.savez(partial, key=np.asarray(key), images=images, kept=kept,
-                 skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
-                 skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
+def write_entry(cache_dir, name, key, images, **small):
+    """Store `images` (uint8) and the `small` arrays as the entry `name` with `key`.
+
+    Returns the stored images memory-mapped, so the caller can drop its own
+    copy; when the cache cannot be written (a read-only disk must not stop
+    training) it warns and returns `images` as given.
+    """
+    images_path, meta_path = _paths(cache_dir, name, key)
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        with atomic.writing(images_path) as partial:
+            np.save(partial, images, allow_pickle=False)
+        with atomic.writing(meta_path) as partial:  # the commit point, last
+            np.savez(partial, key=np.asarray(key), shape=np.asarray(images.shape),
+                     crc=np.asarray(_crc(images), dtype=np.int64), **small)
+        return _open(images_path)
+    except OSError as error:
+        warnings.warn(f"Could not write the image cache {meta_path} ({error}).", stacklevel=3)
+        return images
 
 
-def load_cached(paths, size, channels, cache_dir, loader, tag=""):
+def _note_path(cache_dir, name, key):
+    return Path(cache_dir) / f"{name}-{key[:32]}.json"
+
+
+def read_note(cache_dir, name, key):
+    """Return the JSON value stored as `name` with `key`, or None if absent or unusable."""
+    try:
+        stored = json.loads(_note_path(cache_dir, name, key).read_text())
+        return stored["value"] if stored.get("key") == key else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def write_note(cache_dir, name, key, value):
+    """Store the JSON-able `value` as `name` with `key`; a cache that cannot be written is
+    only a warning."""
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        atomic.write_json(_note_path(cache_dir, name, key), {"key": key, "value": value})
+    except OSError as error:
+        warnings.warn(f"Could not write the cache {cache_dir} ({error}).", stacklevel=2)
+
+
+def load_cached(paths, size, channels, cache_dir, loader, tag="", key=None):
     """Return `loader(paths, size, channels)`, from `cache_dir` when it is still valid.
 
-    The result is (images, kept, skipped) as decode.load_images returns it.
-    The files' skipped reasons are stored too, so a cached run warns of the same
-    skipped files. `tag` names what `loader` does beyond decode and resize (see
-    cache_key), so face crops and whole images never share a cache file.
+    The result is (images, kept, skipped) as decode.load_images returns it, the
+    images memory-mapped from the cache. The files' skipped reasons are stored
+    too, so a cached run warns of the same skipped files. `tag` names what
+    `loader` does beyond decode and resize (see cache_key), so face crops and
+    whole images never share an entry; `key` is cache_key's, when the caller has
+    it already.
     """
-    key = cache_key(paths, size, channels, tag)
-    path = Path(cache_dir) / f"images-{key[:32]}.npz"
-    if path.is_file():
-        cached = _read(path, key)
-        if cached is not None:
-            for _, reason in cached[2]:  # the same warnings as a fresh load
-                warnings.warn(f"Skipped {reason}", stacklevel=2)
-            return cached
+    key = key or cache_key(paths, size, channels, tag)
+    cached = read_entry(cache_dir, "images", key)
+    if cached is not None:
+        images, small = cached
+        skipped = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
+        for _, reason in skipped:  # the same warnings as a fresh load
+            warnings.warn(f"Skipped {reason}", stacklevel=2)
+        return images, small["kept"], skipped
     images, kept, skipped = loader(paths, size, channels)
-    try:
-        _write(path, key, images, kept, skipped)
-    except OSError as error:  # a read-only disk must not stop training
-        warnings.warn(f"Could not write the image cache {path} ({error}).", stacklevel=2)
+    images = write_entry(cache_dir, "images", key, images, kept=kept,
+                         skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
+                         skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
     return images, kept, skipped

@@ -256,6 +256,12 @@ _RULES = {
     "camera": _number(-1, 99),
     "max_frames": _number(0, 10**9),
     "smoothing": _number(0, 3600),
+    "device": (lambda v: v in ("auto", "cpu", "gpu"), "auto, cpu or gpu"),
+    "distribute": (lambda v: v in ("none", "mirrored", "multiworker"),
+                   "none, mirrored or multiworker"),
+    "cpu_devices": _number(1, 256),
+    "mixed_precision": (lambda v: v in ("none", "bfloat16", "float16"),
+                        "none, bfloat16 or float16"),
 }
 
 

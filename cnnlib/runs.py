@@ -146,8 +146,9 @@ def read_history_rows(path):
         return []
     try:
         with path.open(newline="") as handle:
-            return [{key: float(value) for key, value in row.items()}
-                    for row in csv.DictReader(handle)]
+            # Epochs stay whole numbers, so a resumed run rewrites its rows as they were.
+            return [{key: int(value) if key == "epoch" else float(value)
+                     for key, value in row.items()} for row in csv.DictReader(handle)]
     except (ValueError, TypeError, UnicodeDecodeError, csv.Error):
         raise RunError(f"The history {path} is damaged: it is not the CSV this suite "
                        f"writes.") from None

@@ -1,6 +1,7 @@
 """The image cache: hits, invalidation, and recovery from a damaged cache file."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,25 +66,49 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(files, tmp_path):
     loader, calls = counting_loader()
     good = load(files, tmp_path, loader)
     cache_file = next((tmp_path / "cache").glob("*.npz"))
-    cache_file.write_bytes(cache_file.read_bytes()[:1000])  # truncated
+    cache_file.write_bytes(cache_file.read_bytes()[:100])  # truncated
     again = load(files, tmp_path, loader, expect="unusable")
     assert calls == [6, 6] and np.array_equal(again[0], good[0])
 
 
-def test_a_flipped_pixel_fails_the_zip_crc_and_rebuilds(files, tmp_path):
-    import zipfile
-
+def test_a_truncated_images_file_is_rebuilt(files, tmp_path):
     loader, calls = counting_loader()
-    good = load(files, tmp_path, loader)
-    cache_file = next((tmp_path / "cache").glob("*.npz"))
-    with zipfile.ZipFile(cache_file) as archive:
-        member = archive.getinfo("images.npy")
-    data = bytearray(cache_file.read_bytes())
-    # The local header (30 bytes + name + extra), the .npy header (128), then pixels.
-    name_length = int.from_bytes(data[member.header_offset + 26:member.header_offset + 28], "little")
-    extra_length = int.from_bytes(data[member.header_offset + 28:member.header_offset + 30], "little")
-    pixel = member.header_offset + 30 + name_length + extra_length + 128 + 100
-    data[pixel] ^= 0xFF
-    cache_file.write_bytes(bytes(data))
+    good = np.array(load(files, tmp_path, loader)[0])  # a copy: the map sees the damage
+    images_file = next((tmp_path / "cache").glob("*.npy"))
+    images_file.write_bytes(images_file.read_bytes()[:-10])
     again = load(files, tmp_path, loader, expect="unusable")
-    assert calls == [6, 6] and np.array_equal(again[0], good[0])
+    assert calls == [6, 6] and np.array_equal(again[0], good)
+
+
+def test_a_flipped_pixel_fails_the_crc_and_rebuilds(files, tmp_path):
+    loader, calls = counting_loader()
+    good = np.array(load(files, tmp_path, loader)[0])  # a copy: the map sees the damage
+    images_file = next((tmp_path / "cache").glob("*.npy"))
+    data = bytearray(images_file.read_bytes())
+    data[-100] ^= 0xFF  # a pixel, well past the .npy header
+    images_file.write_bytes(bytes(data))
+    again = load(files, tmp_path, loader, expect="unusable")
+    assert calls == [6, 6] and np.array_equal(again[0], good)
+
+
+def test_a_warm_load_maps_the_images_instead_of_copying_them(files, tmp_path):
+    loader, _ = counting_loader()
+    load(files, tmp_path, loader)
+    images = load(files, tmp_path, loader)[0]
+    assert isinstance(images, np.memmap) and not images.flags.writeable
+
+
+def test_a_warm_run_maps_the_balanced_set_from_the_cache(tiny_params):
+    first = cnn_data.prepare_data(tiny_params)
+    second = cnn_data.prepare_data(tiny_params)
+    assert isinstance(second["train_images"], np.memmap)
+    assert isinstance(second["val_images"], np.memmap)
+    for key in ("train_images", "train_labels", "val_images", "val_labels", "counts_before",
+                "counts_after"):
+        assert np.array_equal(first[key], second[key]), key
+    assert first["weights"] == second["weights"]
+    # Another seed draws other noisy copies: another balanced set, same decoded files.
+    other = cnn_data.prepare_data({**tiny_params, "seed": 7})
+    assert len(list(Path(tiny_params["cache_dir"]).glob("balanced-*.npz"))) == 2
+    assert len(list(Path(tiny_params["cache_dir"]).glob("images-*.npz"))) == 2  # train, val
+    assert np.array_equal(other["val_images"], first["val_images"])
