@@ -189,21 +189,22 @@ def fit_or_reload(params, data, folder, dropout, train, validation, extra_callba
         return model
     multiworker = setup["kind"] == "multiworker"
     distribute.announce_training(setup, dropout, done)  # the workers build it too
-    # Multiworker: every worker makes the same new model; the chief's checkpoint is
-    # loaded outside the strategy and sent to them all when training starts.
-    resumed = load_run_model(checkpoint) if checkpoint is not None else None
     steps = -(-len(data["train_labels"]) // distribute.global_batch(params["batch_size"],
                                                                      setup))
     with distribute.scope(setup):  # the variables live on every replica
-        if resumed is not None and not multiworker:
-            model = cnn_model.with_precision(resumed, params["mixed_precision"])
+        if checkpoint is not None and not multiworker:
+            model = cnn_model.with_precision(load_run_model(checkpoint),
+                                             params["mixed_precision"])
         else:
             model = cnn_model.build_model(params["layers"], len(params["classes"]),
                                           params["image_size"], params["channels"], dropout,
                                           params["learning_rate"], seed=params["seed"],
                                           precision=params["mixed_precision"],
                                           **model_options(params, steps))
-    if resumed is None and params["verbose"]:
+    # Multiworker: every worker made the same new model; the chief's checkpoint,
+    # loaded outside the strategy, is sent to them all when training starts.
+    resumed = load_run_model(checkpoint) if multiworker and checkpoint else None
+    if checkpoint is None and params["verbose"]:
         model.summary()
     save = functools.partial(cnn_model.save_model, info=model_info(params))
     # After early stopping, so the weights it restores are the ones saved at the end.

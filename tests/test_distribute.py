@@ -116,8 +116,13 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_pa
     # a one-device run cut after its first epoch and resumed under the strategy.
     mirrored = [*common, "--distribute=mirrored", "--cpu_devices=2", "--batch_size=16"]
     script = (
-        "import sys, keras, cnn_run, cnn_params\n"
+        "import sys, keras, cnn_model, cnn_run, cnn_params\n"
         "from cnnlib import config\n"
+        "fit = cnn_model.train_model\n"
+        "def spy(model, *args, **kwargs):  # the replicas Keras' fit really trains on\n"
+        "    print('fit on replicas:', model.distribute_strategy.num_replicas_in_sync)\n"
+        "    return fit(model, *args, **kwargs)\n"
+        "cnn_model.train_model = spy\n"
         "args = sys.argv[1:]\n"
         f"assert cnn_run.main(args + ['--runs_dir={tmp_path / 'two'}']) == 0\n"
         f"params = config.parse_args(args[:-3] + ['--runs_dir={tmp_path / 'cut'}', "
@@ -134,6 +139,9 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_pa
                           capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "2 x CPU" in done.stdout and "2 replica(s) in step (mirrored)" in done.stdout
+    # The new mirrored run, the cut one-device run, and its resume under the strategy.
+    replicas = [line for line in done.stdout.splitlines() if line.startswith("fit on replicas")]
+    assert replicas == ["fit on replicas: 2", "fit on replicas: 1", "fit on replicas: 2"]
 
     two_dir = next((tmp_path / "two").glob("2*"))
     two = runs.read_history(two_dir / "history.csv")
