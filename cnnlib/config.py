@@ -129,8 +129,9 @@ def read_config_file(path, defaults):
         raise ConfigError(f"{path} does not run: {type(error).__name__}: {error}.") from None
     values = {}
     for name, line in lines.items():
-        if name not in namespace:  # annotated only, or deleted again: not set
-            continue
+        if name not in namespace:  # annotated only, or deleted again
+            raise ConfigError(f"{path}, line {line}: {name} is named but has no value at the "
+                              f"end of the file; give it one (e.g. {name} = ...).")
         key, value = name.lower(), namespace[name]
         if not _fits_type(value, defaults[key]):
             raise ConfigError(f"{path}, line {line}: {name} = {value!r} should be a "

@@ -111,9 +111,12 @@ def test_data_that_cannot_train_says_why(tmp_path):
 
 def test_config_files_bind_tuples_and_skip_what_they_do_not_set(tmp_path):
     path = tmp_path / "c.py"
-    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\nIMAGE_SIZE: int\n")
+    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\n")
     values = config.read_config_file(path, config.defaults(cnn_params))
     assert values == {"epochs": 7, "seed": 3}
+    path.write_text("EPOCHS = 7\nIMAGE_SIZE: int\n")
+    with pytest.raises(config.ConfigError, match="line 2: IMAGE_SIZE is named but has no value"):
+        config.read_config_file(path, config.defaults(cnn_params))
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name", "ignore:Skipped")
