@@ -170,9 +170,12 @@ def check_data(data, data_dir, strict=False, twins=None):
         if "split" not in data["layout"]:  # a validation/ folder of its own
             raise DataError(f"No validation image of {data_dir} could be read: see the "
                             f"skipped files above, and fix or replace them.")
-        raise DataError(f"Splitting {data_dir} leaves no validation image (each class "
-                        f"keeps one for training): add images, or raise "
-                        f"--validation_fraction if it is small.")
+        counts = class_counts(data["train"][1], len(data["classes"]))
+        if counts.min() < 2:  # each class keeps one image for training
+            raise DataError(f"Splitting {data_dir} leaves no validation image: a class needs "
+                            f"two images or more to give one to validation; add images.")
+        raise DataError(f"Splitting {data_dir} leaves no validation image: raise "
+                        f"--validation_fraction.")
     counts = class_counts(data["train"][1], len(data["classes"]))
     if not counts.all():
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
