@@ -38,6 +38,7 @@ if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
     quiet.start()
 
 import functools  # noqa: E402
+import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -114,14 +115,14 @@ def write_data_records(run_dir, params, data, devices=None):
                  "test": data["test_source"]}})
     if data["skipped"]:
         atomic.write_text(run_dir / "skipped.txt", "".join(  # absolute: usable from anywhere
-            f"{Path(path).resolve()}\t{reason}\n" for path, reason in data["skipped"]))
+            f"{os.path.abspath(path)}\t{reason}\n" for path, reason in data["skipped"]))
         print(f"Skipped or excluded {len(data['skipped'])} file(s), listed with the reason "
               f"in {run_dir / 'skipped.txt'}:")
         for path, reason in data["skipped"][:10]:
             print(f"  {path}: {reason}")
     if data["unlabeled"]:
         atomic.write_text(run_dir / "unlabeled.txt",
-                          "".join(f"{Path(p).resolve()}\n" for p in data["unlabeled"]))
+                          "".join(f"{os.path.abspath(p)}\n" for p in data["unlabeled"]))
         print(f"{len(data['unlabeled'])} image(s) have no label and were not used (score them "
               f"with cnn_eval.py); listed in {run_dir / 'unlabeled.txt'}.")
 

@@ -37,6 +37,10 @@ def writing(path):
         yield partial
         _sync(partial)
         os.replace(partial, path)
+    except OSError as error:
+        if error.filename == str(partial):
+            error.filename = str(path)  # the user's name for it, not our temporary one
+        raise
     finally:
         if partial.exists():
             partial.unlink()

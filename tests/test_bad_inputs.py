@@ -104,6 +104,10 @@ def test_data_that_cannot_train_says_why(tmp_path):
                                                         "emotion", "images")
     assert names == ["anger"]
     assert any("outside" in reason for _, reason in excluded)
+    (table / "legend.csv").write_text("image,emotion\na.png,anger\nb\x00ad.png,happy\n")
+    paths, _, excluded, _, _ = layouts.read_labels_file(table / "legend.csv", "image",
+                                                        "emotion", "images")
+    assert [p.name for p in paths] == ["a.png"] and "not found" in excluded[0][1]
     (table / "legend.csv").write_text("image,emotion\n" + "x" * 200_000 + ",anger\n")
     with pytest.raises(layouts.DataError, match="not a CSV this suite can read"):
         layouts.read_labels_file(table / "legend.csv", "image", "emotion", "images")
