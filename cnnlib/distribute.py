@@ -385,9 +385,13 @@ def fit(setup, model, data, params, initial_epoch=0, callbacks=(), start_from=No
         np.arange(len(data["val_labels"]))))
     _sync_from_chief(setup, model, start_from)
     optimizer = model.optimizer
+    # The loss the model was compiled with: label smoothing included, as fit uses it.
+    smoothing = float(model.loss.get_config().get("label_smoothing", 0.0)
+                      if hasattr(model.loss, "get_config") else 0.0)
 
     def sums(y, probabilities, weight):
-        per_image = keras.losses.categorical_crossentropy(y, probabilities)
+        per_image = keras.losses.categorical_crossentropy(y, probabilities,
+                                                          label_smoothing=smoothing)
         correct = tf.cast(tf.equal(tf.argmax(y, -1), tf.argmax(probabilities, -1)), tf.float32)
         real = tf.cast(weight > 0, tf.float32)  # not the padding; Keras' accuracy is unweighted
         return per_image, tf.stack([tf.reduce_sum(per_image * weight),
