@@ -189,7 +189,7 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
         if found is not None and inside not in Path(
                 os.path.normpath(os.path.abspath(found))).parents:
             # The data set is the folder: a path out of it (../x, /etc/x) is not its own.
-            excluded.append((image, f"listed in {csv_path.name} but outside {base}"))
+            excluded.append((str(found), f"listed in {csv_path.name} but outside {base}"))
         elif found is None:
             excluded.append((str(folders[0] / image), f"listed in {csv_path.name} but not found"))
         elif len(labels_of[image]) > 1:
