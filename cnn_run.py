@@ -316,11 +316,14 @@ def worker_data(params):
     return cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
 
 
-def worker_model(params, dropout):
-    """A worker's new model: the one the chief builds."""
+def worker_model(params, dropout, data, setup):
+    """A worker's new model: the one the chief builds (the same options and schedule)."""
+    steps = -(-len(data["train_labels"]) // distribute.global_batch(params["batch_size"],
+                                                                     setup))
     return cnn_model.build_model(params["layers"], len(params["classes"]), params["image_size"],
                                  params["channels"], dropout, params["learning_rate"],
-                                 seed=params["seed"], precision=params["mixed_precision"])
+                                 seed=params["seed"], precision=params["mixed_precision"],
+                                 **model_options(params, steps))
 
 
 def train_and_record(params, setup, extra_callbacks=()):

@@ -241,7 +241,7 @@ def follow_chief(setup, prepare, build):
     """A worker's whole run: the chief's parameters, the data, then each training.
 
     `prepare(params)` returns the prepared data (cnn_data.prepare_data's dict);
-    `build(params, dropout)` returns a new compiled model. The worker writes
+    `build(params, dropout, data, setup)` returns a new compiled model. The worker writes
     nothing: the chief writes the run. Raises RunError when the chief stops.
     """
     message = _exchange(setup)
@@ -266,7 +266,7 @@ def follow_chief(setup, prepare, build):
             return
         train = message["train"]
         with scope(setup):
-            model = build(params, train["dropout"])
+            model = build(params, train["dropout"], data, setup)
         fit(setup, model, data, params, train["initial_epoch"])
 
 
