@@ -283,7 +283,9 @@ def with_precision(model, precision="none"):
 
     def rebuilt(layer):
         config = layer.get_config()
-        config["dtype"] = "float32" if policy is None or layer is output else policy
+        # The output and the random augmentation layers stay float32, as build_model has them.
+        keep = policy is None or layer is output or layer.name.startswith("aug_")
+        config["dtype"] = "float32" if keep else policy
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=rebuilt)
