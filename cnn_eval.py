@@ -2,7 +2,10 @@
 
 Usage:  python cnn_eval.py [SOURCE ...] [--model=PATH] [--name=value ...]
 
-Without --model it loads the latest run's model.keras. It dispatches on what each
+Without --model it loads the latest run's model.keras, or, with no run yet, the
+model shipped in models/ (trained on FER2013's real faces), and says so;
+--model=NAME picks a shipped model by name. Outputs go beside a run's model, and
+for a shipped model under RUNS_DIR/<name>/, never into models/. It dispatches on what each
 SOURCE is:
   - a labelled test set: a folder of class folders, a data folder with a test/
     split, or a folder with a labels CSV (the layouts training reads; class names
@@ -29,6 +32,7 @@ given is ever written to.
 
 Offers:
   find_models(model, runs_dir)       -> Paths of the models to score
+  output_root(model_path, runs_dir)  -> the folder eval writes into for that model
   trained_params(model_path, model, defaults) -> the classes and input the model was
                                         trained with, checked against its output
   plan(sources, params)              -> [(kind, target)]: what to do with each source
@@ -64,21 +68,40 @@ from cnnlib import runs, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
+# Models shipped with the project, and the one used when the user has no run yet.
+SHIPPED_DIR = Path(__file__).resolve().parent / "models"
+SHIPPED_MODEL = "fer2013"
 
 
-def find_models(model, runs_dir):
-    """Return the model files to score: [`model`] if given, else the latest run's.
+def find_models(model, runs_dir, models_dir=SHIPPED_DIR):
+    """Return the model files to score: `model` if given, else the latest run's, else
+    the shipped model.
 
-    A compare run gives both of its models (no_dropout, dropout).
-    Raises ModelError when there is none.
+    `model` is a path to a .keras file, or the name of a shipped model in
+    `models_dir` (`--model=fer2013` is models/fer2013.keras). A compare run gives
+    both of its models (no_dropout, dropout). With no run of the user's own, the
+    shipped model SHIPPED_MODEL scores, and a line says so. Raises ModelError when
+    there is none.
     """
     if model:
+        shipped = Path(models_dir) / f"{model}.keras"
+        if not Path(model).exists() and "/" not in model and shipped.is_file():
+            return [shipped]
         if Path(model).is_dir():
             raise ModelError(f"--model={model} is a folder: give the .keras file in it (e.g. "
                              f"{Path(model) / 'model.keras'}).")
+        if not Path(model).exists() and Path(model).suffix != ".keras":
+            names = ", ".join(sorted(p.stem for p in Path(models_dir).glob("*.keras")))
+            raise ModelError(f"--model={model} is neither a file nor a shipped model: give "
+                             f"a .keras file or one of: {names or 'none shipped'}.")
         return [Path(model)]
     run_dir = runs.latest_run(runs_dir)
     if run_dir is None:
+        shipped = Path(models_dir) / f"{SHIPPED_MODEL}.keras"
+        if shipped.is_file():
+            print(f"No run of your own in {runs_dir}: using the shipped model {shipped} "
+                  f"(trained on FER2013's real faces; see {shipped.with_suffix('.md')}).")
+            return [shipped]
         raise ModelError(f"No trained model found in {runs_dir}: run `python cnn_run.py` "
                          f"first, or give --model=PATH.")
     found = [run_dir / "model.keras"] if (run_dir / "model.keras").is_file() else sorted(
@@ -88,6 +111,15 @@ def find_models(model, runs_dir):
                          f"resume it with `python cnn_run.py --resume={run_dir}`, or give "
                          f"--model=PATH.")
     return found
+
+
+def output_root(model_path, runs_dir, models_dir=SHIPPED_DIR):
+    """Where eval writes for `model_path`: beside it, or for a shipped model (which
+    lives in `models_dir` and is never written beside) in `<runs_dir>/<name>/`."""
+    folder = Path(model_path).resolve().parent
+    if folder == Path(models_dir).resolve():
+        return Path(runs_dir) / Path(model_path).stem
+    return Path(model_path).parent
 
 
 def trained_params(model_path, model, defaults):
@@ -243,7 +275,7 @@ def score_test_set(model, model_path, folder, trained, params):
         raise DataError(f"No image of {found['source']} could be read: see the skipped "
                         f"files above.")
     labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
-    out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
+    out_dir = runs.new_output_dir(params["out_root"], "eval")
     outcome = evaluation.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
                                          list(found["excluded"]) + list(skipped),
@@ -340,13 +372,14 @@ def score_images_and_faces(model, model_path, paths, trained, params):
             raise DataError(f"None of the {len(whole)} image(s) given could be read: see the "
                             f"skipped files above.")
     if photos:
-        out_dir = (runs.new_output_dir(Path(model_path).parent, "eval")
+        out_dir = (runs.new_output_dir(params["out_root"], "eval")
                    if any(boxes for _, boxes, _ in photos) else None)
         face_results, crops = score_photos(model, photos, trained, params, out_dir)
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
+        params["out_root"].mkdir(parents=True, exist_ok=True)  # a shipped model's, in runs/
         figure = runs.unique_path(
-            Path(model_path).parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
+            params["out_root"] / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
         shown = min(len(results), FIGURE_IMAGES)
         plots.plot_predictions(images[:shown], results[:shown], classes, figure)
         print(f"Figure: {figure}" + (f" (the first {shown} images)"
@@ -363,7 +396,7 @@ def score_video(model, model_path, source, trained, params):
         announced = None if live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         print(f"Video: {name}" + (f", {announced} frames" if announced else "")
               + (" (Ctrl-C stops and keeps what was seen)" if live else ""))
-        out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
+        out_dir = runs.new_output_dir(params["out_root"], "eval")
         try:
             summary = video.process_video(
                 capture, model, trained["classes"], trained["image_size"], trained["channels"],
@@ -401,6 +434,7 @@ def main(argv=None):
         for model_path in model_paths:
             model = cnn_model.load_model(model_path)
             trained = trained_params(model_path, model, params)
+            params["out_root"] = output_root(model_path, params["runs_dir"])
             print(f"\nModel: {model_path}")
             for kind, target in jobs:
                 if kind == "test_set":
