@@ -143,7 +143,8 @@ def hash_images(images):
 
     Works on the arrays the suite decodes and caches, at any size; colour is
     reduced to luminance (ITU-R 601, as Pillow's "L"). Bit 0 is the DC term's
-    (always set); bits 1-63 say whether each AC coefficient is above their median.
+    (always set); bits 1-63 say whether each AC coefficient is above their median
+    (all clear for a blank image, so blank images of any grey share one hash).
     """
     images = np.asarray(images)
     if images.ndim == 3:
@@ -160,13 +161,13 @@ def hash_images(images):
         gray = (batch[..., 0] if batch.shape[-1] == 1 else
                 batch[..., 0] * 0.299 + batch[..., 1] * 0.587 + batch[..., 2] * 0.114)
         ac = (rows @ gray @ cols.T).reshape(len(batch), -1)[:, 1:]  # the DC term is brightness
+        norm = np.linalg.norm(ac, axis=1, keepdims=True)
+        shaped = norm > _FLAT  # a blank image's AC terms are rounding noise: no bits
         bits = np.concatenate([np.ones((len(batch), 1), bool),
-                               ac > np.median(ac, axis=1, keepdims=True)], axis=1)
+                               (ac > np.median(ac, axis=1, keepdims=True)) & shaped], axis=1)
         hashes[start:start + len(batch)] = np.bitwise_or.reduce(
             np.where(bits, _POWERS, np.uint64(0)), axis=1)
-        norm = np.linalg.norm(ac, axis=1, keepdims=True)
-        features[start:start + len(batch)] = np.where(norm > _FLAT, ac / np.maximum(norm, 1e-12),
-                                                      0.0)
+        features[start:start + len(batch)] = np.where(shaped, ac / np.maximum(norm, 1e-12), 0.0)
     return Hashes(hashes, features)
 
 
