@@ -2,6 +2,8 @@
 
 Usage:  python benchmarks/bench_near_duplicates.py [--data_dir=../shared/datasets/fer2013/train]
             [--size=48] [--cache_dir=.cache] [--threshold=10] [--min_correlation=0.95]
+        python benchmarks/bench_near_duplicates.py --measure=True   (how the two
+            thresholds were chosen: distances of altered copies against other faces)
 
 Decodes every face with the suite's decoder and image cache (cnnlib.decode,
 cnnlib.cache; a second run reads the cache), hashes them, groups them, and prints,
@@ -31,12 +33,13 @@ SOURCE_COUNTS = (1035, 2271, 39)  # pixel-identical groups, files, conflicting (
 def options(argv):
     values = {"data_dir": str(ROOT.parent / "shared" / "datasets" / "fer2013" / "train"),
               "size": 48, "cache_dir": str(ROOT / ".cache"), "threshold": nd.THRESHOLD,
-              "min_correlation": nd.MIN_CORRELATION}
+              "min_correlation": nd.MIN_CORRELATION, "measure": False}
     for arg in argv:
         name, _, value = arg.lstrip("-").partition("=")
         if name not in values:
             raise SystemExit(f"Unknown option {arg}; known: {', '.join(values)}.")
-        values[name] = type(values[name])(value)
+        values[name] = (value.lower() == "true") if isinstance(values[name], bool) else \
+            type(values[name])(value)
     return values
 
 
@@ -69,10 +72,77 @@ def montage(images, groups, path, rng, shown=20):
         Image.fromarray(canvas).save(partial, format="PNG")
 
 
-def main():
-    from cnnlib import cache, decode
+def _altered(path, size):
+    """A face file's altered copies, decoded as the suite holds them: {name: uint8 [S, S, 1]}."""
+    import io
 
+    from PIL import Image
+
+    def jpeg(im):
+        buffer = io.BytesIO()
+        im.save(buffer, "JPEG", quality=50)
+        return Image.open(io.BytesIO(buffer.getvalue()))
+
+    def crop(im, f, anchor):  # anchor "centre": f/2 off each side; "side": f off the left
+        w, h = im.size
+        box = ((f * w / 2, f * h / 2, w - f * w / 2, h - f * h / 2) if anchor == "centre"
+               else (f * w, 0, w, h) if anchor == "side" else (f * w, f * h, w, h))
+        return im.crop(tuple(round(v) for v in box))
+
+    im = Image.open(path).convert("L")
+    changes = {"jpeg50": jpeg, "half": lambda i: i.resize((i.size[0] // 2, i.size[1] // 2)),
+               "double": lambda i: i.resize((i.size[0] * 2, i.size[1] * 2), Image.BICUBIC),
+               "crop 4% centred": lambda i: crop(i, 0.04, "centre"),
+               "crop 5% one side": lambda i: crop(i, 0.05, "side"),
+               "crop 5% corner": lambda i: crop(i, 0.05, "corner"),
+               "mirror": lambda i: i.transpose(Image.FLIP_LEFT_RIGHT)}
+    def held(i):
+        return np.asarray(i.resize((size, size), Image.BILINEAR))[..., None]
+    return {"original": held(im), **{name: held(change(im)) for name, change in changes.items()}}
+
+
+def measure(files, size, threshold, min_correlation, rng):
+    """Print the distances of altered copies (400 faces) and of other faces (3,000)."""
+    picked = [files[i] for i in rng.choice(len(files), 3000, replace=False)]
+    copies = [_altered(f, size) for f in picked[:400]]
+    originals = nd.hash_images(np.stack([c["original"] for c in copies]))
+    print(f"{'altered copy':<18} bits p50  p99  max | correlation p1   min | found")
+    for name in copies[0]:
+        if name == "original":
+            continue
+        altered = nd.hash_images(np.stack([c[name] for c in copies]))
+        bits = nd.hamming(originals.hashes, altered.hashes)
+        corr = (originals.features.astype(np.float32) * altered.features).sum(axis=1)
+        both = nd.Hashes(np.concatenate([originals.hashes, altered.hashes]),
+                         np.concatenate([originals.features, altered.features]))
+        pairs = {tuple(p) for p in nd.near_pairs(both, threshold, min_correlation).tolist()}
+        found = np.mean([(k, k + 400) in pairs for k in range(400)])
+        print(f"{name:<18} {np.percentile(bits, 50):8.0f} {np.percentile(bits, 99):4.0f} "
+              f"{bits.max():4d} | {np.percentile(corr, 1):14.3f} {corr.min():5.3f} | {found:.3f}")
+    from PIL import Image
+
+    everyone = nd.hash_images(np.stack([np.asarray(Image.open(f).convert("L").resize(
+        (size, size), Image.BILINEAR))[..., None] for f in picked]))
+    i, j = np.triu_indices(len(picked), 1)
+    bits = nd.hamming(everyone.hashes[i], everyone.hashes[j])
+    print(f"{len(i):,} pairs of 3,000 faces drawn at random (true duplicates among them "
+          f"included): within t bits")
+    print("  " + "  ".join(f"t={t}: {int((bits <= t).sum())}" for t in range(4, 17, 2)))
+    labels = np.array([Path(f).parent.name for f in picked])
+    near = nd.near_pairs(everyone, threshold, min_correlation)
+    print(f"  confirmed near-duplicate pairs at t={threshold}, correlation >= "
+          f"{min_correlation}: {len(near)}, of which with different labels: "
+          f"{int((labels[near[:, 0]] != labels[near[:, 1]]).sum())}")
+
+
+def main():
     opts = options(sys.argv[1:])
+    if opts["measure"]:
+        files = sorted(Path(opts["data_dir"]).glob("*/*.jpg"))
+        return measure(files, opts["size"], opts["threshold"], opts["min_correlation"],
+                       np.random.default_rng(0))
+    from cnnlib import cache, decode  # TensorFlow loads here: only the full run needs it
+
     folder = Path(opts["data_dir"])
     files = sorted(folder.glob("*/*.jpg"))
     if not files:
