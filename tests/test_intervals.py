@@ -86,7 +86,7 @@ def test_bootstrap_is_fast_and_repeatable():
     predicted = np.where(rng.random(3000) < 0.7, true, rng.integers(0, 7, 3000))
     start = time.perf_counter()
     first = intervals.bootstrap_intervals(true, predicted, 7, resamples=1000, seed=5)
-    assert time.perf_counter() - start < 1.0  # about 0.2 s measured
+    assert time.perf_counter() - start < 2.0  # 0.2 to 0.6 s measured on a loaded 2-core CPU
     assert first == intervals.bootstrap_intervals(true, predicted, 7, resamples=1000, seed=5)
     assert first.balanced_accuracy.low < 0.7 + 0.3 / 7 < first.balanced_accuracy.high
 

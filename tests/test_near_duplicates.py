@@ -147,7 +147,7 @@ def test_groups_across_sets_conflicts_csv_and_dedupe(tmp_path):
     assert nd.find_groups(nd.hash_images(np.zeros((0, 8, 8, 1), np.uint8)), []) == []
 
 
-def test_grouping_is_fast_enough():
+def test_multi_index_search_finds_close_pairs_among_30000():
     rng = np.random.default_rng(3)
     hashes = nd.Hashes(rng.integers(0, 2**63, 30000, dtype=np.int64).astype(np.uint64),
                        np.zeros((30000, nd.FEATURES), np.float16))
