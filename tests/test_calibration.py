@@ -122,7 +122,8 @@ def test_temperature_in_a_real_keras_file(tmp_path):
     assert cnn_model.model_info(path)["calibration"]["temperature"] == 2.0
     assert cnn_model.model_info(path)["classes"] == ["a", "b", "c"]
     x = np.ones((2, 4), np.float32)
-    assert np.allclose(cnn_model.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
+    assert np.allclose(cnn_model.load_model(path).predict(x, verbose=0),
+                       model.predict(x, verbose=0))
 
 
 def test_uncertain_rows():

@@ -69,7 +69,8 @@ def test_bootstrap_covers_the_truth_at_its_nominal_rate():
     for seed in range(200):
         true, predicted = _simulate(rng)
         found = intervals.bootstrap_intervals(true, predicted, 3, resamples=400, seed=seed)
-        hits_balanced += found.balanced_accuracy.low <= truth_balanced <= found.balanced_accuracy.high
+        balanced = found.balanced_accuracy
+        hits_balanced += balanced.low <= truth_balanced <= balanced.high
         hits_f1 += found.macro_f1.low <= truth_f1 <= found.macro_f1.high
         hits_recall += found.recall[1].low <= RATES[1] <= found.recall[1].high
     seconds = time.perf_counter() - start
