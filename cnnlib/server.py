@@ -234,11 +234,12 @@ def _card(path):
     if not card.is_file():
         return None
     text = card.read_text(encoding="utf-8", errors="replace")[:100_000]
-    facts = {}
-    for line in text.splitlines():
-        line = line.strip()
+    facts, lines = {}, [line.strip() for line in text.splitlines()]
+    for index, line in enumerate(lines):
         cells = [c.strip() for c in line.strip("|").split("|")] if line.startswith("|") else []
-        if len(cells) == 2 and cells[0] and not set(cells[0]) <= set("-: "):
+        after = lines[index + 1] if index + 1 < len(lines) else ""
+        header = "-" in after and set(after) <= set("|-: ")
+        if len(cells) == 2 and cells[0] and not header and not set(cells[0]) <= set("-: "):
             facts.setdefault(cells[0].strip("*"), cells[1])
         elif line.startswith(("- ", "* ")) and ":" in line:
             key, value = line[2:].split(":", 1)
@@ -262,10 +263,12 @@ def model_facts(predictor, limits=None):
 
 def _body(request, limit):
     """The image bytes of a request: a multipart file field, else the raw body."""
-    if request.files:
-        upload = next(iter(request.files.values()))
-        data = upload.read(limit + 1)
-    else:
+    if request.mimetype == "multipart/form-data":
+        if not request.files:
+            raise ApiError(400, "The multipart body has no file field: send the image as "
+                                "one, e.g. curl -F image=@photo.jpg.")
+        data = next(iter(request.files.values())).read(limit + 1)
+    else:  # any other type (curl --data-binary sends x-www-form-urlencoded): the bytes
         data = request.get_data(cache=False)
     if len(data) > limit:
         raise ApiError(413, f"The upload is larger than the server's limit of {limit:,} "
