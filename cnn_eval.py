@@ -410,7 +410,7 @@ def export_or_serve(model_paths, sources, params):
         if limits:
             predictor = server.load_predictor(model, model_path, trained,
                                               params["min_face_size"])
-            server.serve(predictor, params["host"], params["serve"], limits)
+            server.serve(predictor, params["host"], params["serve"], limits, params["faces"])
             continue
         folder, outcome = export.export_model(
             model, model_path, trained, params["export"], params["runs_dir"], sources,

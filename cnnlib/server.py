@@ -9,10 +9,10 @@ Offers, in the order `cnn_eval.py --serve` calls them:
                                               ApiError (415, 413) for a non-image or a bomb
   predict(predictor, data, mode, max_pixels) -> the /predict JSON for one image
   model_facts(predictor)                   -> the /model JSON (with the card <model>.md)
-  create_app(predictor, limits)            -> the Flask app: GET /, /health, /model,
+  create_app(predictor, limits, faces_mode) -> the Flask app: GET /, /health, /model,
                                               POST /predict, the page's assets
   make_server(app, host, port, limits)     -> a waitress server, not yet running
-  serve(predictor, host, port, limits)     runs it until Ctrl-C
+  serve(predictor, host, port, limits, faces_mode) runs it until Ctrl-C
 
 Why Flask and waitress: Flask 3 is the best-kept small Python web framework (routing,
 multipart parsing, a body limit checked from Content-Length before the body is read,
@@ -282,8 +282,11 @@ CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; 
 ROUTES = "GET /, GET /health, GET /model and POST /predict"
 
 
-def create_app(predictor, limits=None):
-    """The Flask app serving `predictor` within `limits` (a Limits)."""
+def create_app(predictor, limits=None, faces_mode="auto"):
+    """The Flask app serving `predictor` within `limits` (a Limits).
+
+    `faces_mode` (--faces) is /predict's default for its ?faces= parameter.
+    """
     try:
         from flask import Flask, jsonify, request, send_from_directory
         from werkzeug.exceptions import HTTPException
@@ -344,7 +347,7 @@ def create_app(predictor, limits=None):
 
     @app.post("/predict")
     def score():
-        mode = request.args.get("faces", "auto")
+        mode = request.args.get("faces", faces_mode)
         try:
             faces.face_mode(mode)
         except ConfigError:
@@ -382,10 +385,11 @@ def make_server(app, host="127.0.0.1", port=DEFAULT_PORT, limits=None):
                          clear_untrusted_proxy_headers=True)
 
 
-def serve(predictor, host="127.0.0.1", port=DEFAULT_PORT, limits=None):
+def serve(predictor, host="127.0.0.1", port=DEFAULT_PORT, limits=None, faces_mode="auto"):
     """Serve `predictor` until Ctrl-C; prints the address first."""
     limits = limits or Limits()
-    server = make_server(create_app(predictor, limits), host, port, limits)
+    server = make_server(create_app(predictor, limits, faces.face_mode(faces_mode)), host,
+                         port, limits)
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving {predictor.name} ({len(predictor.classes)} classes, "
           f"{predictor.image_size}x{predictor.image_size}x{predictor.channels}) at "
