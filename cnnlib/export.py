@@ -143,6 +143,12 @@ def _load(paths, labels, trained, min_face, what):
     return ImageSet(images, np.asarray(labels, np.int64)[kept], f"{len(kept)} {what}")
 
 
+def _named(sources):
+    """The sources given, shortened for a report: the first three and how many more."""
+    names = [str(s) for s in sources]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 def verification_images(model_path, trained, given=(), test_dir="test_images",
                         check_count=200, calibration_count=200, min_face=30):
     """Return (check, calibration): the real images to score and to calibrate int8 on.
@@ -163,7 +169,7 @@ def verification_images(model_path, trained, given=(), test_dir="test_images",
             paths, labels = _sample(paths, [-1 if v is None else v for v in labels],
                                     check_count)
             check = _load(paths, labels, trained, min_face,
-                          f"image(s) given ({', '.join(map(str, given))})" if given
+                          f"image(s) given ({_named(given)})" if given
                           else f"image(s) of {test_dir}")
         else:
             paths, labels = _sample(*found["validation"], check_count)
