@@ -25,6 +25,9 @@ SOURCE is:
     printed (file, box, class, probability), and is saved with the boxes into
     eval-<time>/. A figure of the images with their class bars is saved as
     predictions-<time>.png beside the model (the first 32; --figure=False skips it).
+--export=FORMAT writes the model as saved_model, onnx or tflite (float and int8) into
+runs/exports/, verified against Keras (cnnlib/export.py); --serve[=PORT] serves a
+local page and JSON API for it (cnnlib/server.py). See docs/export-and-serve.md.
 --tta=True averages each image's prediction with its mirror's (test-time
 augmentation), for labelled sets and image files. The classes, image size and channels are always the
 model's own: saved inside the .keras file, or in its run's params.json. Nothing
@@ -44,6 +47,7 @@ Offers:
     score_images(model, paths, ...)  -> (per-image results, summary, images)
     score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
+  export_or_serve(model_paths, sources, params) -> the exit status of --export / --serve
   main(argv)
 """
 
@@ -64,7 +68,7 @@ import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
-from cnnlib import runs, video  # noqa: E402
+from cnnlib import export, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -423,13 +427,46 @@ def score_video(model, model_path, source, trained, params):
     return summary
 
 
+def export_or_serve(model_paths, sources, params):
+    """--export: each model exported and verified; --serve: the first model served.
+
+    Returns the exit status: 1 when an export was written but failed its check.
+    """
+    if params["export"] and params["export"] not in export.FORMATS:
+        raise ModelError(f"--export={params['export']!r} is not a format: use one of "
+                         f"{', '.join(export.FORMATS)}.")
+    limits = server.check_limits(params) if params["serve"] >= 0 else None
+    status = 0
+    for model_path in model_paths[:1] if limits else model_paths:
+        model = cnn_model.load_model(model_path)
+        trained = trained_params(model_path, model, params)
+        if limits:
+            predictor = server.load_predictor(model, model_path, trained,
+                                              params["min_face_size"])
+            server.serve(predictor, params["host"], params["serve"], limits, params["faces"])
+            continue
+        folder, outcome = export.export_model(
+            model, model_path, trained, params["export"], params["runs_dir"], sources,
+            params["test_dir"], params["check_images"], params["calibration_images"],
+            params["min_face_size"])
+        export.print_report(folder, outcome)
+        if not outcome["verified"]:
+            print(f"error: the export in {folder} differs from Keras beyond the tolerances "
+                  f"of its report.md; do not use it.", file=sys.stderr)
+            status = 1
+    return status
+
+
 def main(argv=None):
     """`python cnn_eval.py [SOURCES ...] [--model=PATH] [--name=value ...]`; the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False}
+    argv = server.bare_serve(sys.argv[1:] if argv is None else argv)
+    defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False,
+                **export.OPTIONS, **server.OPTIONS}
     try:
         params, sources = config.parse_args(argv, defaults)
         model_paths = find_models(params["model"], params["runs_dir"])
+        if params["export"] or params["serve"] >= 0:
+            return export_or_serve(model_paths, sources, params)
         jobs = plan(sources, params)
         for model_path in model_paths:
             model = cnn_model.load_model(model_path)

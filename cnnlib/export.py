@@ -1,0 +1,496 @@
+"""A trained model outside the suite: exported, verified, with its preprocessing contract.
+
+Offers, in the order `python cnn_eval.py --export=FORMAT` calls them:
+  OPTIONS                                 the flags this adds to cnn_eval.py, with defaults
+  contract(model, model_path, trained, min_face) -> preprocessing.json's dict: input size,
+                                             channels, pixel range, classes, face settings
+  verification_images(model_path, trained, given, ...) -> (check, calibration) ImageSets:
+                                             real images in the model's own preprocessing
+  export_model(model, model_path, trained, fmt, out_root, given, ...)
+                                          -> (folder, report): files written, verified
+    convert(model, fmt, folder, calibration) -> {variant: path} of the exported files
+    score(path, images)                   -> (probabilities [N, classes], ms per image)
+    compare(reference, probabilities, labels) -> agreement, differences, accuracies
+
+Formats (FORMATS): "saved_model" (Keras' own model.export, TensorFlow Serving's format,
+scored with TensorFlow), "onnx" (Keras' own model.export(format="onnx"), which drives
+tf2onnx; scored with ONNX Runtime) and "tflite" (TensorFlow's TFLite converter from that
+SavedModel: float32, and full-integer int8 calibrated on real images; scored with
+LiteRT's interpreter, or TensorFlow's own where ai-edge-litert is not installed).
+
+Every file is scored by its own runtime on real images decoded exactly as in training,
+and compared with Keras; the numbers go into report.json and report.md beside it. The
+images, in this order of preference: for checking, those given, else the run's
+validation images (when the run's params.json says where its data is and it is still
+there), else TEST_DIR; for calibration, the run's training images, else the checking
+images. Each report says which. Outputs go into a new folder
+<runs_dir>/exports/<model>-<format>-<time>/; nothing is overwritten.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from cnnlib import atomic, decode, layouts, runs
+from cnnlib.errors import DataError, ModelError, UserError
+
+FORMATS = ("saved_model", "onnx", "tflite")
+# The flags --export adds to cnn_eval.py (merged into its defaults).
+OPTIONS = {
+    "export": "",             # saved_model, onnx or tflite; "" = no export
+    "check_images": 200,      # at most this many images are scored to verify an export
+    "calibration_images": 200,  # at most this many real images calibrate int8 quantisation
+}
+FLOAT_MAX_DIFF = 1e-4    # a float export's largest probability difference from Keras
+INT8_MIN_AGREEMENT = 0.8  # an int8 model's least top-1 agreement with Keras to be kept
+LATENCY_IMAGES = 50      # images timed one at a time for the per-image latency
+
+
+@dataclass
+class ImageSet:
+    """Real images in the model's own preprocessing, with where they came from."""
+    images: np.ndarray   # uint8 [N, size, size, channels]
+    labels: np.ndarray   # int64 [N], the class index, or -1 where unknown
+    source: str          # a sentence: which images, how many
+
+
+def contract(model, model_path, trained, min_face=30):
+    """Return what another program needs to use the exported file: preprocessing.json.
+
+    `trained` is cnn_eval.trained_params' dict (classes, image_size, channels,
+    crop_faces, face_margin).
+    """
+    size, channels = trained["image_size"], trained["channels"]
+    crop = bool(trained.get("crop_faces"))
+    return {
+        "model": str(model_path),
+        "input": {
+            "name": model.inputs[0].name if model.inputs else "image",
+            "shape": [None, size, size, channels], "layout": "NHWC", "dtype": "float32",
+            "image_size": size, "channels": channels,
+            "color": "grayscale: Y = 0.299 R + 0.587 G + 0.114 B" if channels == 1 else "RGB",
+            "pixel_range": [0, 255],
+            "scaling": "none: give pixel values 0..255 (uint8 values as float32); the model "
+                       "divides by 255 itself (a Rescaling(1/255) layer inside it)",
+            "resize": "the whole image (or face crop) squashed to image_size x image_size, "
+                      "never cropped: bilinear with antialiasing, rounded back to 0..255 "
+                      "integers",
+        },
+        "output": {"shape": [None, len(trained["classes"])],
+                   "meaning": "softmax probabilities, one per class, in the order of classes"},
+        "classes": list(trained["classes"]),
+        "faces": {
+            "trained_on_face_crops": crop,
+            "detector": "OpenCV Haar cascade haarcascade_frontalface_default.xml "
+                        "(minNeighbors 5, scaleFactor 1.1), alt2 where it finds none",
+            "min_face_size": min_face,
+            "margin": trained.get("face_margin", 0.1),
+            "crop": "a square of side max(w, h) * (1 + 2 * margin) centred on the face box, "
+                    "clipped at the image's edges, then resized as above",
+            "alignment": "none: faces are not rotated or aligned by landmarks",
+            "whole_image_when": "the largest face covers at least a quarter of the image, or "
+                                "no face is found and the image is at most 400 px on its "
+                                "longer side (it is already a crop)",
+        },
+    }
+
+
+def _sample(paths, labels, count, seed=0):
+    """At most `count` of (paths, labels), chosen reproducibly."""
+    if len(paths) <= count:
+        return list(paths), np.asarray(labels, np.int64)
+    picked = np.sort(np.random.default_rng(seed).choice(len(paths), count, replace=False))
+    return [paths[i] for i in picked], np.asarray(labels, np.int64)[picked]
+
+
+def _run_dataset(model_path, trained):
+    """The run's find_dataset dict (train and validation paths), or None if it cannot tell."""
+    for folder in (Path(model_path).parent, Path(model_path).parent.parent):
+        if (folder / "params.json").is_file():
+            try:
+                p = runs.read_json(folder / "params.json", "run's parameters")
+                return layouts.find_dataset(
+                    p["data_dir"], trained["classes"], trained["aliases"],
+                    p.get("labels_file", "legend.csv"), p.get("image_column", "image"),
+                    p.get("label_column", "emotion"), p.get("images_dir", "images"),
+                    p.get("validation_fraction", 0.2), p.get("seed", 0),
+                    p.get("split_column", "split"))
+            except (UserError, OSError, KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
+def _load(paths, labels, trained, min_face, what):
+    """An ImageSet of `paths` in the model's preprocessing (its face crop if it has one)."""
+    size, channels = trained["image_size"], trained["channels"]
+    if trained.get("crop_faces"):
+        from cnnlib import faces
+
+        images, kept, _ = faces.load_face_crops(paths, size, channels,
+                                                trained.get("face_margin", 0.1), min_face)
+    else:
+        images, kept, _ = decode.load_images(paths, size, channels)
+    if not len(kept):
+        raise DataError(f"None of the {len(paths)} {what} could be read: give readable "
+                        f"images of faces.")
+    return ImageSet(images, np.asarray(labels, np.int64)[kept], f"{len(kept)} {what}")
+
+
+def _named(sources):
+    """The sources given, shortened for a report: the first three and how many more."""
+    names = [str(s) for s in sources]
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def verification_images(model_path, trained, given=(), test_dir="test_images",
+                        check_count=200, calibration_count=200, min_face=30):
+    """Return (check, calibration): the real images to score and to calibrate int8 on.
+
+    See the module's docstring for which images are used. Raises DataError when
+    there are none.
+    """
+    lookup = layouts.class_lookup(trained["classes"], trained["aliases"])
+    found = _run_dataset(model_path, trained)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a skipped file is counted, not listed
+        if given or found is None:
+            paths = layouts.list_images(list(given) or [test_dir])
+            if not paths:
+                raise DataError(f"No image found in {', '.join(map(str, given or [test_dir]))}"
+                                f" to verify the export with: give image files or folders.")
+            labels = [layouts.label_from_filename(p, lookup) for p in paths]
+            paths, labels = _sample(paths, [-1 if v is None else v for v in labels],
+                                    check_count)
+            check = _load(paths, labels, trained, min_face,
+                          f"image(s) given ({_named(given)})" if given
+                          else f"image(s) of {test_dir}")
+        else:
+            paths, labels = _sample(*found["validation"], check_count)
+            check = _load(paths, labels, trained, min_face, "validation image(s) of the run")
+        if found is not None:
+            paths, labels = _sample(*found["train"], calibration_count, seed=1)
+            calibration = _load(paths, labels, trained, min_face, "training image(s) of the run")
+        else:
+            calibration = check
+    return check, calibration
+
+
+def _layer_of(text):
+    """The op and layer a converter's error message names, as a phrase (best effort)."""
+    import re
+
+    op = (re.search(r"'tf\.(\w+)' op", text) or re.search(r"op type:? ?(\w+)", text)
+          or re.search(r"[Oo]p (?:type )?\[?'?(\w+)'? is not supported", text)
+          or re.search(r"Unsupported ops?:? (\w+)", text))
+    layer = re.search(r'loc\([^"]*"[^/"]*/([^/"@]+)/', text)
+    if not op:
+        return None
+    return f"the op {op.group(1)}" + (f" (layer {layer.group(1)})" if layer else "")
+
+
+def _converter_failed(what, model_path, error):
+    """The one-sentence ModelError for a converter that gave up on the model."""
+    text = f"{type(error).__name__}: {error}"
+    where = _layer_of(text)
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    return ModelError(f"The {what} cannot convert {where or 'the model'} of {model_path} "
+                      f"({first}): export another format, or replace that layer.")
+
+
+def _saved_model(model, folder):
+    """Keras' own TF SavedModel export into `folder` (a new folder), atomically."""
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    try:
+        model.export(str(partial), format="tf_saved_model", verbose=False)
+        os.replace(partial, folder)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return folder
+
+
+def _tflite_bytes(saved_dir, calibration=None):
+    """The TFLite converter on a SavedModel: float32, or full-integer with uint8 in and out.
+
+    uint8 input: raw pixels, unchanged when the calibration images span 0..255
+    (scale 1, zero point 0); the output is a quantised softmax (see
+    preprocessing.json for its scale and zero point).
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_dir))
+    if calibration is not None:
+        def representative():
+            for image in calibration.images:
+                yield [image[None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+def convert(model, fmt, folder, calibration=None, model_path=""):
+    """Write `model` in `fmt` into `folder`. Returns {variant: Path}.
+
+    "saved_model" -> {"float": folder/saved_model/}; "onnx" -> {"float": model.onnx};
+    "tflite" -> {"float": model.tflite, "int8": model_int8.tflite} (int8 calibrated
+    on `calibration`, an ImageSet). Raises ModelError naming the op a converter
+    cannot convert.
+    """
+    folder = Path(folder)
+    if fmt == "saved_model":
+        try:
+            return {"float": _saved_model(model, folder / "saved_model")}
+        except Exception as error:
+            raise _converter_failed("SavedModel export", model_path, error) from None
+    if fmt == "onnx":
+        path = folder / "model.onnx"
+        try:
+            with atomic.writing(path) as partial, warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # Keras' own np.object check
+                model.export(str(partial), format="onnx", verbose=False)
+        except ImportError as error:
+            raise ModelError(f"ONNX export needs {error.name or 'tf2onnx'}, which is not "
+                             f"installed: run `pip install -r requirements.txt`.") from None
+        except Exception as error:
+            raise _converter_failed("ONNX converter (tf2onnx)", model_path, error) from None
+        return {"float": path}
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = _saved_model(model, Path(scratch) / "saved_model")
+        written = {}
+        for variant, name, data in (("float", "model.tflite", None),
+                                    ("int8", "model_int8.tflite", calibration)):
+            try:
+                content = _tflite_bytes(saved, data)
+            except Exception as error:
+                raise _converter_failed(f"TFLite converter ({variant})", model_path,
+                                        error) from None
+            with atomic.writing(folder / name) as partial:
+                partial.write_bytes(content)
+            written[variant] = folder / name
+    return written
+
+
+def _interpreter(path):
+    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's deprecated one."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
+def _runner(path):
+    """A function uint8-range float32 images [N, s, s, c] -> float32 probabilities [N, k]."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})[0]
+    if path.suffix == ".tflite":
+        interpreter = _interpreter(path)
+        source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+        def run(x):
+            interpreter.resize_tensor_input(source["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            scale, zero = source["quantization"]
+            if source["dtype"] != np.float32:
+                info = np.iinfo(source["dtype"])
+                x = np.clip(np.round(x / scale + zero), info.min, info.max)
+            interpreter.set_tensor(source["index"], x.astype(source["dtype"]))
+            interpreter.invoke()
+            out = interpreter.get_tensor(target["index"])
+            scale, zero = target["quantization"]
+            return ((out.astype(np.float32) - zero) * scale if target["dtype"] != np.float32
+                    else out)
+        return run
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(str(path)).signatures["serving_default"]
+    key = list(serving.structured_input_signature[1])[0]
+    return lambda x: next(iter(serving(**{key: tf.constant(x)}).values())).numpy()
+
+
+def _timed(run, images):
+    """(probabilities of all `images` in one call, median ms per image one at a time)."""
+    x = images.astype(np.float32)
+    probabilities = np.asarray(run(x), np.float32)
+    times = []
+    for image in x[:LATENCY_IMAGES]:
+        start = time.perf_counter()
+        run(image[None])
+        times.append(time.perf_counter() - start)
+    return probabilities, 1000.0 * float(np.median(times))
+
+
+def score(path, images):
+    """Score uint8 `images` [N, s, s, c] with the exported file's own runtime.
+
+    Returns (probabilities float32 [N, classes], median milliseconds per image).
+    """
+    return _timed(_runner(path), images)
+
+
+def compare(reference, probabilities, labels):
+    """The exported model's scores against Keras' on the same images.
+
+    Returns {"images", "max_probability_difference", "mean_probability_difference",
+    "top1_agreement", and where labels are known (>= 0): "labelled",
+    "keras_accuracy", "export_accuracy", "accuracy_change"}.
+    """
+    difference = np.abs(reference - probabilities)
+    agree = np.argmax(reference, 1) == np.argmax(probabilities, 1)
+    out = {"images": int(len(reference)),
+           "max_probability_difference": float(difference.max()),
+           "mean_probability_difference": float(difference.mean()),
+           "top1_agreement": float(agree.mean())}
+    known = labels >= 0
+    if known.any():
+        keras_acc = float((np.argmax(reference[known], 1) == labels[known]).mean())
+        export_acc = float((np.argmax(probabilities[known], 1) == labels[known]).mean())
+        out.update(labelled=int(known.sum()), keras_accuracy=keras_acc,
+                   export_accuracy=export_acc, accuracy_change=export_acc - keras_acc)
+    return out
+
+
+def _size(path):
+    path = Path(path)
+    return (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
+            else path.stat().st_size)
+
+
+def _passed(variant, metrics):
+    if variant == "int8":
+        return metrics["top1_agreement"] >= INT8_MIN_AGREEMENT
+    return metrics["max_probability_difference"] <= FLOAT_MAX_DIFF
+
+
+def _markdown(report):
+    """report.md: the numbers of report.json in a short table."""
+    lines = [f"# Export of {report['model']} as {report['format']}", "",
+             f"Checked on {report['checked_on']}; int8 calibrated on "
+             f"{report['calibrated_on'] or '(no int8 file)'}.", "",
+             "| file | size | verified | max prob diff | top-1 agreement | accuracy "
+             "(Keras -> export) | ms/image (export; Keras " f"{report['keras_ms_per_image']:.2f}) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, entry in report["files"].items():
+        m = entry["metrics"]
+        acc = (f"{m['keras_accuracy']:.3f} -> {m['export_accuracy']:.3f}" if "labelled" in m
+               else "labels unknown")
+        lines.append(f"| {name} | {entry['bytes'] / 1024:.1f} KiB | "
+                     f"{'yes' if entry['verified'] else 'NO'} | "
+                     f"{m['max_probability_difference']:.2e} | {m['top1_agreement']:.3f} | "
+                     f"{acc} | {entry['ms_per_image']:.2f} |")
+    lines += ["", f"Tolerances: float files within {FLOAT_MAX_DIFF:g} of Keras' probabilities; "
+              f"the int8 file agrees on the top class for at least {INT8_MIN_AGREEMENT:.0%} "
+              f"of the images.", "", "preprocessing.json says how to feed the files."]
+    return "\n".join(lines) + "\n"
+
+
+def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
+                 test_dir="test_images", check_count=200, calibration_count=200,
+                 min_face=30):
+    """Export `model` (loaded from `model_path`) as `fmt`, verify it, write the reports.
+
+    Returns (folder, report dict as in report.json). Raises ModelError for an
+    unknown format or a layer a converter cannot convert, DataError when there is
+    no image to verify with.
+    """
+    if fmt not in FORMATS:
+        raise ModelError(f"--export={fmt!r} is not a format: use one of {', '.join(FORMATS)}.")
+    model_path = Path(model_path)
+    check, calibration = verification_images(model_path, trained, given, test_dir,
+                                             check_count, calibration_count, min_face)
+    name = (f"{model_path.parent.name}-{model_path.stem}" if model_path.stem in ("model", "best")
+            else model_path.stem)
+    # Keras first: it also builds the model's call, which Keras' ONNX export needs.
+    keras_run = lambda x: model.predict_on_batch(x)  # noqa: E731
+    reference, keras_ms = _timed(keras_run, check.images)
+    folder = runs.new_output_dir(Path(runs_dir) / "exports", f"{name}-{fmt}")
+    try:
+        files = convert(model, fmt, folder, calibration if fmt == "tflite" else None,
+                        model_path)
+    except UserError:
+        shutil.rmtree(folder)  # our own new folder, holding nothing finished
+        raise
+    report = {"model": str(model_path), "format": fmt, "written": f"{datetime.now():%Y-%m-%d %H:%M:%S}",
+              "checked_on": check.source,
+              "calibrated_on": calibration.source if "int8" in files else None,
+              "keras_ms_per_image": keras_ms, "tolerances": {
+                  "float_max_probability_difference": FLOAT_MAX_DIFF,
+                  "int8_min_top1_agreement": INT8_MIN_AGREEMENT},
+              "files": {}}
+    recipe = contract(model, model_path, trained, min_face)
+    recipe["files"] = {}
+    for variant, path in files.items():
+        probabilities, ms = score(path, check.images)
+        metrics = compare(reference, probabilities, check.labels)
+        report["files"][path.name] = {"variant": variant, "bytes": _size(path),
+                                      "ms_per_image": ms, "metrics": metrics,
+                                      "verified": _passed(variant, metrics)}
+        recipe["files"][path.name] = _file_contract(path, variant)
+    report["verified"] = all(entry["verified"] for entry in report["files"].values())
+    atomic.write_json(folder / "preprocessing.json", recipe)
+    atomic.write_json(folder / "report.json", report)
+    atomic.write_text(folder / "report.md", _markdown(report))
+    return folder, report
+
+
+def _file_contract(path, variant):
+    """How to call one exported file: its input and output names, types, quantisation."""
+    if path.suffix == ".tflite":
+        interpreter = _interpreter(path)
+        source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        entry = {"input": source["name"], "input_dtype": np.dtype(source["dtype"]).name,
+                 "output": target["name"], "output_dtype": np.dtype(target["dtype"]).name}
+        if variant == "int8":
+            entry["input_quantization"] = dict(zip(("scale", "zero_point"),
+                                                   map(float, source["quantization"])))
+            entry["output_quantization"] = dict(zip(("scale", "zero_point"),
+                                                    map(float, target["quantization"])))
+            entry["how"] = ("give uint8 q = clip(round(x / scale + zero_point), 0, 255) for "
+                            "pixels x in 0..255 (calibrated on images spanning 0..255, the "
+                            "scale is 1 and q the pixels themselves); probability = "
+                            "(output - zero_point) * scale")
+        return entry
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return {"input": session.get_inputs()[0].name, "input_dtype": "float32",
+                "output": session.get_outputs()[0].name, "output_dtype": "float32"}
+    return {"signature": "serving_default", "input": "image", "input_dtype": "float32",
+            "output": "output_0", "output_dtype": "float32"}
+
+
+def print_report(folder, report):
+    """One line a file: size, verified, the numbers; then where it all is."""
+    print(f"Exported {report['model']} as {report['format']} into {folder}")
+    print(f"Checked on {report['checked_on']}"
+          + (f"; int8 calibrated on {report['calibrated_on']}" if report["calibrated_on"]
+             else "") + f"; Keras {report['keras_ms_per_image']:.2f} ms/image.")
+    for name, entry in report["files"].items():
+        m = entry["metrics"]
+        acc = (f", accuracy {m['keras_accuracy']:.3f} -> {m['export_accuracy']:.3f} "
+               f"({m['accuracy_change']:+.3f})" if "labelled" in m else "")
+        print(f"  {name}: {entry['bytes'] / 1024:.1f} KiB, "
+              f"{'verified' if entry['verified'] else 'NOT VERIFIED'}: max prob diff "
+              f"{m['max_probability_difference']:.2e}, top-1 agreement "
+              f"{m['top1_agreement']:.3f}{acc}, {entry['ms_per_image']:.2f} ms/image")
+    print(f"preprocessing.json, report.json and report.md: {folder}")
