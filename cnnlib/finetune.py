@@ -11,6 +11,9 @@ Offers, in the order a run calls them:
   transfer(source_model, class_map, seed) -> a keras.Model (uncompiled): the source's
                                          layers, and an output layer with one row a data class
   set_backbone_trainable(model, trainable) all layers but the output on or off
+  train_head(model, train, validation, epochs, compile_model, verbose)
+                                      -> history rows of the output layer's own epochs;
+                                         the model comes back whole and recompiled
 
 A class the model knows keeps its output row (through the suite's aliases, so the
 data's `angry/` keeps the model's `anger` row); a class it does not know gets a
@@ -180,3 +183,23 @@ def set_backbone_trainable(model, trainable):
         layer.trainable = trainable
     model.layers[-1].trainable = True
     return model
+
+
+def train_head(model, train, validation, epochs, compile_model, verbose=1):
+    """Train only the output layer for `epochs` epochs, then unfreeze everything.
+
+    `compile_model(model)` compiles with the run's optimizer and schedule; it is
+    called for the frozen model and again for the whole one, so the full training
+    that follows starts its schedule (warm-up, cosine) from step 0. Returns the
+    head epochs' history rows ({"epoch", "accuracy", "loss", "val_accuracy",
+    "val_loss"}).
+    """
+    set_backbone_trainable(model, False)
+    compile_model(model)
+    print(f"Training only the output layer for {epochs} epoch(s), then every layer.")
+    fitted = model.fit(train, validation_data=validation, epochs=epochs, verbose=verbose,
+                       shuffle=False)
+    set_backbone_trainable(model, True)
+    compile_model(model)
+    return [{"epoch": epoch + 1, **{k: float(v[epoch]) for k, v in fitted.history.items()}}
+            for epoch in range(len(fitted.history.get("loss", [])))]
