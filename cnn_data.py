@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
-from cnnlib import cache, layouts, standin  # noqa: E402
+from cnnlib import cache, files, layouts, standin  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
 from cnnlib.errors import DataError  # noqa: F401,E402
-from cnnlib.layouts import AUTO, class_lookup  # noqa: F401,E402
+from cnnlib.labels import AUTO, class_lookup, label_from_filename  # noqa: F401,E402
 
 # Training may hold up to 4x the training images after Table 1's augmentation.
 _AUGMENT_FACTOR = 4
@@ -182,7 +182,7 @@ def check_data(data, data_dir, strict=False, twins=None):
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
     if twins is None:
-        twins = layouts.identical_files(data["train"][2], data["validation"][2])
+        twins = files.identical_files(data["train"][2], data["validation"][2])
     if twins:
         warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
                       f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
@@ -342,8 +342,8 @@ def load_test_set(test_dir, lookup, size, channels, loader=None):
     """
     if not test_dir or not os.path.isdir(test_dir):
         return None
-    paths = layouts.list_images([test_dir])
-    labels = [layouts.label_from_filename(p, lookup) for p in paths]
+    paths = files.list_images([test_dir])
+    labels = [label_from_filename(p, lookup) for p in paths]
     labelled = [p for p, label in zip(paths, labels) if label is not None]
     if not labelled:
         return None

@@ -59,7 +59,8 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
+from cnnlib import cache, config, evaluation, faces, files, layouts, plots, report  # noqa: E402
+from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
 from cnnlib import runs, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
@@ -140,12 +141,12 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     None when no image is labelled. images: the uint8 [N, size, size, channels]
     the model saw.
     """
-    lookup = layouts.class_lookup(classes, aliases)
+    lookup = class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
     probabilities = evaluation.predict(model, images, batch_size, tta)
     results = []
     for row, index in zip(probabilities, kept):
-        true = layouts.label_from_filename(paths[index], lookup)
+        true = label_from_filename(paths[index], lookup)
         best = int(np.argmax(row))
         results.append({"path": str(paths[index]), "predicted": classes[best],
                         "probability": float(row[best]),
@@ -205,7 +206,7 @@ def plan(sources, params):
             if not images:
                 jobs.append(("images", images))
             images.append(path)
-    return [(kind, layouts.list_images(target) if kind == "images" else target)
+    return [(kind, files.list_images(target) if kind == "images" else target)
             for kind, target in jobs]
 
 

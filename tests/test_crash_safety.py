@@ -241,12 +241,12 @@ def test_a_large_non_image_file_is_skipped_after_reading_its_head(tmp_path, monk
 
 def test_byte_identical_train_and_validation_files_are_a_warning(tmp_path):
     import cnn_data
-    from cnnlib import layouts
+    from cnnlib import files
 
     data = make_class_folders(tmp_path / "data", per_class=2)
     leak = data / "validation" / "anger" / "copy.jpg"
     shutil.copyfile(data / "train" / "anger" / "img0.jpg", leak)
-    pairs = layouts.identical_files(
+    pairs = files.identical_files(
         sorted((data / "train").rglob("*.*")), sorted((data / "validation").rglob("*.*")))
     assert pairs == [(data / "train" / "anger" / "img0.jpg", leak)]
     params = {**cnn_run.config.defaults(cnn_run.cnn_params), "data_dir": str(data),

@@ -6,12 +6,13 @@ from PIL import Image
 
 import cnn_data
 import cnn_params
+from cnnlib.labels import class_lookup, label_from_filename, normalise_label
 from cnnlib import layouts
 from conftest import make_class_folders, write_image
 
 TABLE1_BEFORE = [501, 377, 336, 746, 1618, 115, 424, 404]
 TABLE1_AFTER = [1618, 1508, 1344, 1618, 1618, 460, 1618, 1616]
-LOOKUP = layouts.class_lookup(cnn_params.CLASSES, cnn_params.ALIASES)
+LOOKUP = class_lookup(cnn_params.CLASSES, cnn_params.ALIASES)
 
 
 def labelled_images(counts, shape=(6, 5, 1), seed=0):
@@ -147,7 +148,7 @@ def test_folders_may_use_portuguese_names_in_any_case(tmp_path):
     assert sorted(labels.tolist()) == list(range(8))
     paths, labels = layouts.list_split(root, "train", LOOKUP)
     for path, label in zip(paths, labels):
-        assert layouts.normalise_label(path.parent.name) in (
+        assert normalise_label(path.parent.name) in (
             [cnn_params.CLASSES[label]] + cnn_params.ALIASES[cnn_params.CLASSES[label]])
 
 
@@ -202,7 +203,7 @@ def test_make_dataset_batches_uint8_images_and_one_hot_labels():
     ("photo_12.jpg", None), ("happy-3.bmp", 3),
 ])
 def test_label_from_filename(name, expected):
-    assert layouts.label_from_filename(name, LOOKUP) == expected
+    assert label_from_filename(name, LOOKUP) == expected
 
 
 def test_augmentation_makes_the_same_bytes_as_before_it_was_chunked():

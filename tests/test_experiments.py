@@ -10,6 +10,7 @@ import cnn_data
 import cnn_model
 import cnn_params
 import cnn_run
+from cnnlib.labels import class_lookup
 from cnnlib import layouts, report, runs
 from conftest import write_image
 
@@ -44,7 +45,7 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
     # Table 3 equals a fresh evaluate of the saved models on the same sets.
     params = runs.read_json(run_dir / "params.json")
     data = cnn_data.prepare_data(params)
-    test = cnn_data.load_test_set(params["test_dir"], layouts.class_lookup(
+    test = cnn_data.load_test_set(params["test_dir"], class_lookup(
         cnn_params.CLASSES, cnn_params.ALIASES), 32, 1)
     sets = {"train": (data["train_images"], data["train_labels"]),
             "validation": (data["val_images"], data["val_labels"]), "test": test}

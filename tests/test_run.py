@@ -12,7 +12,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import layouts, runs, standin
+from cnnlib import files, layouts, runs, standin
 from conftest import ROOT, write_image
 
 
@@ -59,7 +59,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
 
     # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
-    paths = layouts.list_images([test_dir])
+    paths = files.list_images([test_dir])
     results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
                                                 cnn_params.ALIASES, 32, 1)
     labelled = [r["probabilities"] for r in results if r["true"] is not None]
