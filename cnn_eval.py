@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cache, config, evaluation, faces, files, layouts, plots, report  # noqa: E402
+from cnnlib import cache, config, faces, files, layouts, metrics, plots, records  # noqa: E402
 from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
 from cnnlib import runs, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
@@ -143,7 +143,7 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     """
     lookup = class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
-    probabilities = evaluation.predict(model, images, batch_size, tta)
+    probabilities = metrics.predict(model, images, batch_size, tta)
     results = []
     for row, index in zip(probabilities, kept):
         true = label_from_filename(paths[index], lookup)
@@ -156,10 +156,10 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
         truth = [results[i]["true_index"] for i in labelled]
-        matrix = report.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
+        matrix = metrics.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
                                          len(classes))
-        summary.update(report.summary_scores(matrix))
-        summary["loss"] = evaluation.cross_entropy(probabilities[labelled], truth,
+        summary.update(metrics.summary_scores(matrix))
+        summary["loss"] = metrics.cross_entropy(probabilities[labelled], truth,
                                                    len(classes))
     return results, summary, images
 
@@ -175,7 +175,7 @@ def print_results(results, summary):
     for _, reason in summary["skipped"]:
         print(f"skipped: {reason}")
     if summary["labelled"]:
-        print(report.format_summary("labelled", summary)
+        print(metrics.format_split("labelled", summary)
               + f"  over {summary['labelled']} labelled image(s)")
     else:
         print("No file name states a class, so no accuracy is computed.")
@@ -222,7 +222,7 @@ def score_test_set(model, model_path, folder, trained, params):
 
     Images are preprocessed as the model's training data was (cropped to their
     largest face when it was trained with --crop_faces, or given --crop_faces=True).
-    Returns (outcome of evaluation.record_test_set, output folder, seconds of the
+    Returns (outcome of records.record_test_set, output folder, seconds of the
     whole pass: read, decode, predict, write the records).
     """
     classes = trained["classes"]
@@ -245,7 +245,7 @@ def score_test_set(model, model_path, folder, trained, params):
                         f"files above.")
     labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
     out_dir = runs.new_output_dir(Path(model_path).parent, "eval")
-    outcome = evaluation.record_test_set(out_dir, model, images, labels, kept_paths, classes,
+    outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
                                          list(found["excluded"]) + list(skipped),
                                          tta=params["tta"])
@@ -265,8 +265,8 @@ def print_test_set(outcome, folder, classes, out_dir, seconds):
     for name, r in zip(names, outcome["results"]):
         print(f"{name:<{width}}  true {r['true']:<9} predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}  {'ok' if r['correct'] else 'wrong'}")
-    print("\n" + evaluation.format_summary(outcome["summary"]))
-    print("\n" + report.format_scores(classes, outcome["scores"]))
+    print("\n" + metrics.format_summary(outcome["summary"]))
+    print("\n" + metrics.format_scores(classes, outcome["scores"]))
     width = max(8, *(len(c) for c in classes))
     print("\nconfusion matrix (rows: true class, columns: predicted)")
     print(" " * width + " " + " ".join(f"{c[:7]:>7}" for c in classes))
@@ -277,7 +277,7 @@ def print_test_set(outcome, folder, classes, out_dir, seconds):
           f"images/s (read, decode, predict and write the records).")
     if outcome["skipped"]:
         print(f"{outcome['skipped']} file(s) skipped or left out, listed in "
-              f"{out_dir / 'skipped.txt'}.")
+              f"{out_dir / 'skipped.csv'}.")
     mistakes = "mistakes.png, " if (out_dir / "mistakes.png").is_file() else "no mistakes; "
     print(f"Written to {out_dir}: predictions.csv, confusion.png/.csv, per_class.csv, "
           f"{mistakes}scores.json")
@@ -303,7 +303,7 @@ def score_photos(model, photos, trained, params, out_dir):
                    f"to 24")
             print(f"{name}: no face found ({why}).")
             continue
-        out_path = runs.unique_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
+        out_path = runs.claim_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
                                               margin, out_path)
@@ -318,7 +318,7 @@ def score_photos(model, photos, trained, params, out_dir):
     if out_dir is not None:
         header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
                   *(f"p_{c}" for c in classes)]
-        report.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
+        records.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
         print(f"Photos with their faces marked, and faces.csv: {out_dir}")
     size, channels = trained["image_size"], trained["channels"]
     return results, (np.concatenate(crops) if crops
@@ -346,7 +346,7 @@ def score_images_and_faces(model, model_path, paths, trained, params):
         face_results, crops = score_photos(model, photos, trained, params, out_dir)
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
-        figure = runs.unique_path(
+        figure = runs.claim_path(
             Path(model_path).parent / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
         shown = min(len(results), FIGURE_IMAGES)
         plots.plot_predictions(images[:shown], results[:shown], classes, figure)

@@ -28,10 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib import atomic
+from cnnlib.errors import ConfigError
 from cnnlib.standin_faces import draw_face
 
 # Written into a generated stand-in so every run can say it is not QIDER.
 STANDIN_MARKER = "STANDIN.txt"
+
+# The stand-in's classes with --classes=auto: the report's 8, in its order.
+STANDIN_CLASSES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
 
 # Random-stream ids that keep the train, validation and test-image faces apart.
 SPLIT_STREAMS = {"train": 0, "validation": 1}
@@ -46,6 +50,12 @@ def ensure_standin(data_dir, classes, train_counts, validation_total, seed):
     data_dir = Path(data_dir)
     if data_dir.exists():
         return False
+    if list(classes) == ["auto"]:  # the stand-in's own classes: the report's
+        if len(train_counts) != len(STANDIN_CLASSES):
+            raise ConfigError(f"--classes=auto with the stand-in takes its {len(STANDIN_CLASSES)} "
+                             f"classes, but --standin_train_counts has {len(train_counts)} "
+                             f"counts: give {len(STANDIN_CLASSES)}, or name the classes.")
+        classes = STANDIN_CLASSES
     print(f"Generating the synthetic stand-in for QIDER in {data_dir} "
           f"(drawn faces, not QIDER; about 15 to 30 s, once).", flush=True)
     summary = generate_standin(data_dir, classes, train_counts, validation_total, seed)
