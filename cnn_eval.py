@@ -38,6 +38,7 @@ Offers:
   score_images_and_faces(model, model_path, paths, trained, params)
                                      -> images scored whole or face by face; printed
     score_images(model, paths, ...)  -> (per-image results, summary, images)
+    print_results(results, summary)  prints one line an image, then accuracy and loss
     score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
   main(argv)

@@ -7,6 +7,7 @@ Offers, in the order a run calls them:
   compile_model(model, learning_rate, ...)  -> the optimizer, loss and schedule of a run
   with_precision(model, precision)          -> the same model in another precision, with
                                                its weights and optimizer state
+  model_precision(model)                    -> "none", "bfloat16" or "float16"
   fit_or_reload(model, folder, train, validation, epochs, ...)
                                             -> (trained model, history rows): training
                                                only what the run folder has not done,

@@ -9,6 +9,7 @@ Offers:
   write_json(path, data) / read_json(path, what)
   write_history(path, rows)        -> history.csv from a list of per-epoch dicts
   read_history(path)               -> {column: [values]} from a history CSV
+  read_history_rows(path)          -> [{column: value}] of a history CSV, one an epoch
   read_state(folder) / write_state(folder, **state)
                                    -> the run's state.json: epochs done, finished
   mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run

@@ -91,23 +91,23 @@ def validation_counts(train_counts, total):
 # Writing the data set
 # ---------------------------------------------------------------------------
 
-def image_rng(seed, stream, class_index, image_index):
+def _image_rng(seed, stream, class_index, image_index):
     """Return the random Generator of one image, independent of all others."""
     return np.random.default_rng([seed, stream, class_index, image_index])
 
 
-def write_chunk(task):
+def _write_chunk(task):
     """Draw and save one run of images of one class; return how many were written."""
     class_folder, class_name, class_index, seed, stream, first, last = task
     for image_index in range(first, last + 1):
-        rng = image_rng(seed, stream, class_index, image_index)
+        rng = _image_rng(seed, stream, class_index, image_index)
         image = draw_face(class_index, rng)
         quality = int(rng.integers(60, 96))
         image.save(Path(class_folder) / f"{class_name}_{image_index:05d}.jpg", "JPEG", quality=quality)
     return last - first + 1
 
 
-def chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
+def _chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
     """Return the write_chunk tasks covering every image of every split and class.
 
     Also creates the class folders under `partial`.
@@ -123,11 +123,11 @@ def chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_s
     return tasks
 
 
-def run_tasks(tasks, workers):
+def _run_tasks(tasks, workers):
     """Run write_chunk over `tasks`, in `workers` processes when more than one."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            write_chunk(task)
+            _write_chunk(task)
         return
     # Forking is much faster to start than spawning and the workers use only numpy and Pillow.
     methods = multiprocessing.get_all_start_methods()
@@ -139,7 +139,7 @@ def run_tasks(tasks, workers):
             pass
 
 
-def check_standin_arguments(class_names, train_counts, validation_total, seed, workers):
+def _check_standin_arguments(class_names, train_counts, validation_total, seed, workers):
     """Raise ValueError with one sentence if the arguments cannot describe a data set."""
     if len(class_names) != len(train_counts):
         raise ValueError(f"Got {len(class_names)} class names but {len(train_counts)} training counts.")
@@ -165,7 +165,7 @@ def generate_standin(folder, class_names, train_counts, validation_total, seed, 
     """
     started = time.perf_counter()
     folder = Path(folder)
-    check_standin_arguments(class_names, train_counts, validation_total, seed, workers)
+    _check_standin_arguments(class_names, train_counts, validation_total, seed, workers)
     if folder.exists():
         raise ValueError(f"Refusing to generate the stand-in: {folder} already exists.")
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
@@ -176,7 +176,7 @@ def generate_standin(folder, class_names, train_counts, validation_total, seed, 
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial.mkdir()
     try:
-        run_tasks(chunk_tasks(partial, class_names, split_counts, SPLIT_STREAMS, seed), workers)
+        _run_tasks(_chunk_tasks(partial, class_names, split_counts, SPLIT_STREAMS, seed), workers)
         if folder.exists():  # something appeared there while we were drawing
             raise ValueError(f"Refusing to finish the stand-in: {folder} appeared while generating.")
         atomic.write_text(partial / STANDIN_MARKER,
@@ -209,7 +209,7 @@ def write_test_images(folder, class_names, seed):
         raise ValueError(f"Refusing to overwrite existing test images: {', '.join(existing)}.")
     folder.mkdir(parents=True, exist_ok=True)
     for class_index, path in enumerate(paths):
-        rng = image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
+        rng = _image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
         image = draw_face(class_index, rng, size=(128, 128), mode="RGB", intensity=0.85)
         with atomic.writing(path) as partial:
             image.save(partial, "JPEG", quality=90)

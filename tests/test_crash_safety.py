@@ -253,4 +253,4 @@ def test_byte_identical_train_and_validation_files_are_a_warning(tmp_path):
               "cache_dir": "", "image_size": 16}
     with pytest.warns(UserWarning, match="1 validation image.* byte-identical"):
         prepared = cnn_data.prepare_data(params)
-    assert len(prepared["leaks"]) == 1
+    assert len(prepared.leaks) == 1

@@ -185,8 +185,8 @@ def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp
     tiny_params["data_dir"] = str(data)
     with pytest.warns(UserWarning, match="broken.jpg"):
         prepared = cnn_data.prepare_data(tiny_params)
-    assert [p.split("/")[-1] for p, _ in prepared["skipped"]] == ["broken.jpg"]
-    assert prepared["counts_before"].tolist() == [3] * 8
+    assert [p.split("/")[-1] for p, _ in prepared.skipped] == ["broken.jpg"]
+    assert prepared.counts_before.tolist() == [3] * 8
     with pytest.raises(cnn_data.DataError, match="--strict=True and 1 file.*broken.jpg.*without --strict"):
         with pytest.warns(UserWarning, match="Skipped .*broken.jpg"):
             cnn_data.prepare_data({**tiny_params, "strict": True})

@@ -12,8 +12,8 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import files, layouts, runs, standin
-from conftest import ROOT, write_image
+from cnnlib import files, layouts, metrics, runs, standin
+from conftest import ROOT, assert_figure, write_image
 
 
 @pytest.fixture
@@ -55,7 +55,8 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     assert out.count("predicted") == 9
     assert "over 8 labelled image(s)" in out
     figures = list(run_dir.glob("predictions-*.png"))
-    assert len(figures) == 1 and figures[0].stat().st_size > 10_000
+    assert len(figures) == 1
+    assert_figure(figures[0])
 
     # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
@@ -99,9 +100,9 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_params):
     assert len(history["epoch"]) < 8
     assert best == len(history["epoch"]) - 2  # patience 1: one epoch past the best
     data = cnn_data.prepare_data(params)
-    validation = cnn_data.make_dataset(data["val_images"], data["val_labels"], 8, 32)
-    saved = cnn_model.evaluate_model(cnn_model.load_model(run_dir / "model.keras"), validation)
-    assert saved["loss"] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    saved, _ = metrics.score_split(cnn_model.load_model(run_dir / "model.keras"),
+                                   data.val_images, data.val_labels, 8, 32)
+    assert saved.loss == pytest.approx(history["val_loss"][best], rel=1e-4)
     assert runs.read_state(run_dir) == {"epochs_done": len(history["epoch"]), "epochs": 8,
                                         "finished": True,
                                         "best_val_loss": pytest.approx(min(history["val_loss"]))}
@@ -136,10 +137,10 @@ def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkey
     out = capsys.readouterr().out
     assert "synthetic stand-in for QIDER" in out
     assert standin.is_standin(tmp_path / cnn_params.DATA_DIR)
-    assert data["standin"]
-    assert data["counts_before"].tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
-    assert data["counts_after"].tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
-    assert len(data["val_labels"]) == 18
+    assert data.standin
+    assert data.counts_before.tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
+    assert data.counts_after.tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
+    assert len(data.val_labels) == 18
 
 
 def test_committed_test_images_are_eight_rgb_jpegs_named_after_classes():

@@ -13,7 +13,7 @@ import cnn_data
 import cnn_eval
 import cnn_params
 import cnn_run
-from cnnlib import config, layouts, report
+from cnnlib import config, layouts, metrics
 from conftest import ROOT, make_class_folders, write_image
 
 CLASSES = cnn_params.CLASSES
@@ -49,7 +49,7 @@ def test_without_a_test_split_the_test_images_stay_the_test_set(tiny_params, cap
     data = cnn_data.prepare_data(tiny_params)
     assert (f"Test set (Table 3's \"test\" column): the labelled images in "
             f"{tiny_params['test_dir']} (8 images)") in capsys.readouterr().out
-    assert len(data["test"][1]) == 8 and data["test"][0].shape[1:] == (32, 32, 1)
+    assert len(data.test[1]) == 8 and data.test[0].shape[1:] == (32, 32, 1)
 
 
 def write_test_set(folder):
@@ -75,7 +75,7 @@ def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predicti
     # angry/ is anger, Happy/ happy, sadness/ sad, surpresa/ surprise: the training aliases.
     assert {name.split("/")[0]: true for name, true, *_ in lines} == {
         "angry": "anger", "Happy": "happy", "sadness": "sad", "surpresa": "surprise"}
-    recomputed = report.confusion_matrix([CLASSES.index(t) for _, t, *_ in lines],
+    recomputed = metrics.confusion_matrix([CLASSES.index(t) for _, t, *_ in lines],
                                          [CLASSES.index(p) for _, _, p, *_ in lines], 8)
     folder = next(run_dir.glob("eval-*"))
     written = np.loadtxt(folder / "confusion.csv", delimiter=",", skiprows=1, dtype=int)
