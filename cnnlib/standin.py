@@ -108,7 +108,7 @@ def _write_chunk(task):
 
 
 def _chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
-    """Return the write_chunk tasks covering every image of every split and class.
+    """Return the _write_chunk tasks covering every image of every split and class.
 
     Also creates the class folders under `partial`.
     """
@@ -124,7 +124,7 @@ def _chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_
 
 
 def _run_tasks(tasks, workers):
-    """Run write_chunk over `tasks`, in `workers` processes when more than one."""
+    """Run _write_chunk over `tasks`, in `workers` processes when more than one."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             _write_chunk(task)
@@ -135,7 +135,7 @@ def _run_tasks(tasks, workers):
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # Largest chunks first so the last worker is not left with a long tail.
         ordered = sorted(tasks, key=lambda task: task[6] - task[5], reverse=True)
-        for _ in pool.map(write_chunk, ordered):
+        for _ in pool.map(_write_chunk, ordered):
             pass
 
 

@@ -104,6 +104,7 @@ def fingerprints(output):
             for line in output.splitlines() if "weights after training" in line]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_path):
     data = learnable_folders(tmp_path / "data")
     common = [f"--data_dir={data}", f"--cache_dir={tmp_path / 'cache'}", "--image_size=32",
@@ -162,6 +163,7 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_pa
     assert runs.read_json(cut / "run_info.json")["devices"]["replicas"] == 2  # as it ended
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     data = learnable_folders(tmp_path / "data", per_class=4)
     chief, worker = tmp_path / "chief", tmp_path / "worker"
@@ -188,6 +190,7 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     assert (run_dir / "metrics.json").is_file() and (run_dir / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_two_workers_resume_a_run_from_the_chiefs_checkpoint(tmp_path):
     data = learnable_folders(tmp_path / "data", per_class=4)
     chief, worker = tmp_path / "chief", tmp_path / "worker"
@@ -217,6 +220,7 @@ def test_two_workers_resume_a_run_from_the_chiefs_checkpoint(tmp_path):
     assert (cut / "metrics.json").is_file() and not (worker / "runs").exists()
 
 
+@pytest.mark.slow
 def test_bfloat16_trains_and_saves_a_float32_model(tiny_params):
     run_dir = cnn_run.run({**tiny_params, "mixed_precision": "bfloat16"})
     model = cnn_model.load_model(run_dir / "model.keras")
@@ -235,6 +239,7 @@ def test_bfloat16_trains_and_saves_a_float32_model(tiny_params):
     assert runs.read_json(run_dir / "run_info.json")["devices"]["devices"][0]["kind"] == "CPU"
 
 
+@pytest.mark.slow
 def test_a_mixed_model_converts_both_ways_with_its_optimizer_state():
     model = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, True, 1e-3, seed=3,
                                   precision="bfloat16")
@@ -306,6 +311,7 @@ def test_the_gpu_requirements_are_the_cpu_ones_with_the_gpu_build():
     assert not any(line.startswith("tensorflow-cpu") for line in gpu)
 
 
+@pytest.mark.slow
 def test_the_multiworker_loop_matches_model_fit_on_the_same_batches():
     # The loop under a one-device strategy against Keras' fit on the same order.
     import tensorflow as tf

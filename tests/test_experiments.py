@@ -23,6 +23,7 @@ def labelled_test_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_dir):
     tiny_params.update(compare=True, epochs=2, test_dir=str(labelled_test_dir))
     run_dir = cnn_run.run(tiny_params)
@@ -86,6 +87,7 @@ def epochs_started(record):
     return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: record.append(epoch))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     tiny_params.update(epochs=3)
     whole = cnn_run.run(tiny_params)
@@ -117,6 +119,7 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):
     assert "Failed to find the run nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_stopped_after_training_keeps_its_model_on_resume(tiny_params, tmp_path):
     def stop_at_train_end(logs=None):
         raise KeyboardInterrupt  # after Keras has finished (and removed its backup)

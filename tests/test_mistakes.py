@@ -20,9 +20,7 @@ import cnn_run
 from cnnlib import config, files, runs
 from conftest import make_class_folders, write_image
 
-pytestmark = pytest.mark.slow
-
-
+@pytest.mark.slow
 def test_classes_auto_on_a_fresh_clone_trains_on_the_standins_classes(tmp_path, monkeypatch,
                                                                       capsys):
     monkeypatch.chdir(tmp_path)  # a fresh clone: no data/ yet
@@ -48,6 +46,7 @@ def _labels_csv_data(root, odd_name):
     return write_image(root / "images" / odd_name, (20, 20), "L", "PNG", 99)
 
 
+@pytest.mark.slow
 def test_a_file_name_with_a_line_break_survives_the_lists_a_run_writes(tmp_path):
     odd = _labels_csv_data(tmp_path / "data", "two\nlines\tand tab.png")
     broken = tmp_path / "data" / "images" / "bro\nken.png"

@@ -26,6 +26,7 @@ def test_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test_dir, capsys):
     tiny_params["test_dir"] = str(test_dir)
     run_dir = cnn_run.run(tiny_params)
@@ -69,6 +70,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     assert summary["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_second_run_never_touches_the_first(tiny_params):
     first = cnn_run.run(tiny_params)
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
@@ -79,6 +81,7 @@ def test_a_second_run_never_touches_the_first(tiny_params):
     assert runs.latest_run(tiny_params["runs_dir"]) == second
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_history_and_model(tiny_params):
     x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
     histories, predictions = [], []
@@ -91,6 +94,7 @@ def test_same_seed_gives_the_same_history_and_model(tiny_params):
     np.testing.assert_allclose(predictions[0], predictions[1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_params):
     # A learning rate this high makes the validation loss stop improving at once.
     params = {**tiny_params, "epochs": 8, "early_stopping": 1, "learning_rate": 0.05}
@@ -128,6 +132,7 @@ def test_eval_without_a_run_says_to_train_first(tmp_path, capsys):
     assert "run `python cnn_run.py` first" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     tiny_params.update(data_dir=cnn_params.DATA_DIR,

@@ -45,6 +45,7 @@ def test_a_test_split_is_table3s_test_column_and_the_run_says_so(trained):
     assert len(metrics["test_probabilities"]) == 8  # the 8 test/ images, not test_images/
 
 
+@pytest.mark.slow
 def test_without_a_test_split_the_test_images_stay_the_test_set(tiny_params, capsys):
     data = cnn_data.prepare_data(tiny_params)
     assert (f"Test set (Table 3's \"test\" column): the labelled images in "
@@ -62,6 +63,7 @@ def write_test_set(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predictions(
         trained, tmp_path, capsys):
     run_dir, _, _ = trained
@@ -101,6 +103,7 @@ def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predicti
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_class_the_model_does_not_know_is_one_error_naming_both_sets(trained, tmp_path,
                                                                       capsys):
     run_dir, _, _ = trained
@@ -116,6 +119,7 @@ def test_a_class_the_model_does_not_know_is_one_error_naming_both_sets(trained, 
     assert sorted(run_dir.glob("eval-*")) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_the_test_split_of_a_data_folder_and_csv_rows_marked_test(trained, tmp_path, capsys):
     run_dir, data, _ = trained
     assert cnn_eval.main([str(data), f"--model={run_dir / 'model.keras'}"]) == 0
