@@ -1,34 +1,31 @@
 """The report's data step: load, resize, balance (Table 1), weigh (Equation 1), batch.
 
 Offers, in the order a run calls them:
-  prepare_data(params, standin_dir)   -> everything training needs, in three steps:
-    load_data(data_dir, classes, ...) -> images and labels of train, validation and the
-                                         data's own test split:
-      find_data(data_dir, classes, ...) -> the files and labels of each split
-      load_split(paths, labels, ...)  -> one split decoded (or mapped from the cache)
+  prepare_data(params, standin_dir)   -> PreparedData: everything training needs:
+    find_data(data_dir, classes, ...) -> the files and labels of each split
+    image_loader(crop_faces, margin, min_face) -> (loader, cache tag): whole images, or each
+                                         image's largest face (--crop_faces, cnnlib.faces)
+    load_split(paths, labels, ...)    -> one split decoded (or mapped from the cache)
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
-    balance_data(images, labels, ...) -> Table 1's augmented set and Equation 1's weights
+    class_counts(labels, num_classes) -> images per class (Table 1's rows)
+    augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
+    class_weights(counts)             -> {class index: weight} (Equation 1)
+    load_test_set(test_dir, lookup, size, channels) -> labelled test images, or None
   print_class_table(classes, before, after, weights)
-  load_test_set(test_dir, lookup, size, channels) -> labelled test images, or None
-  image_loader(crop_faces, margin, min_face) -> (loader, cache tag): whole images, or each
-                                         image's largest face (--crop_faces, cnnlib.faces)
-  load_images(paths, size, channels)  -> decoded, resized uint8 images (cnnlib.decode)
-  augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
-  class_counts(labels, num_classes)   -> images per class
-  class_weights(counts)               -> {class index: weight} (Equation 1)
   make_dataset(images, labels, ...)   -> tf.data.Dataset of (uint8 images, one-hot labels)
+  load_images(paths, size, channels)  -> decoded, resized uint8 images (cnnlib.decode)
   main()                              -> `python cnn_data.py`: the data report
   DataError                           raised with one sentence naming the file or folder
 
-Finding files in each layout lives in cnnlib/layouts.py, decoding in cnnlib/decode.py
-and the disk cache in cnnlib/cache.py. Pixels stay uint8 until the model: its first
-layer rescales them to [0, 1], so the in-memory set is four times smaller than
-float32 and inference gets the same scaling. With the cache on, the decoded files
-and the balanced training set are memory-mapped from it (a warm run decodes and
-augments nothing), and the input pipeline gathers each batch from those arrays,
-so a warm run holds one copy of the data. Nothing here moves, renames, rewrites
-or deletes a file it reads.
+Finding files in each layout lives in cnnlib/layouts.py, decoding in cnnlib/decode.py,
+the disk cache in cnnlib/cache.py and the PreparedData record in cnnlib/prepared.py.
+Pixels stay uint8 until the model: its first layer rescales them to [0, 1], so the
+in-memory set is four times smaller than float32 and inference gets the same
+scaling. With the cache on, the decoded files and the balanced training set are
+memory-mapped from it (a warm run decodes and augments nothing), and the input
+pipeline gathers each batch from those arrays, so a warm run holds one copy of the
+data. Nothing here moves, renames, rewrites or deletes a file it reads.
 """
 
 import sys
@@ -48,10 +45,11 @@ import numpy as np  # noqa: E402
 import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
-from cnnlib import cache, layouts, standin  # noqa: E402
+from cnnlib import cache, files, layouts, standin  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
 from cnnlib.errors import DataError  # noqa: F401,E402
-from cnnlib.layouts import AUTO, class_lookup  # noqa: F401,E402
+from cnnlib.prepared import PreparedData  # noqa: E402
+from cnnlib.labels import AUTO, class_lookup, label_from_filename  # noqa: F401,E402
 
 # Training may hold up to 4x the training images after Table 1's augmentation.
 _AUGMENT_FACTOR = 4
@@ -125,34 +123,6 @@ def load_split(paths, labels, size, channels, cache_dir="", key=None, loader=loa
     return (images, labels[kept], [paths[i] for i in kept]), unreadable, kept
 
 
-def load_data(data_dir, classes, aliases, size, channels, cache_dir="", seed=0,
-              augment=False, crop_faces=False, face_margin=0.1, min_face_size=30,
-              **layout_options):
-    """Find the labelled images of `data_dir` and decode them (from the cache if valid).
-
-    `layout_options` are find_dataset's: labels_file, image_column, label_column,
-    images_dir, validation_fraction, split_column. With `crop_faces` each image
-    is its largest face (image_loader). Returns a dict: classes, aliases, layout,
-    train and validation (each (uint8 images [N, size, size, channels], int64
-    labels [N], paths [N])), test (the same, of the data's own test split, or
-    None), skipped ([(path, reason)]: unreadable or excluded files) and
-    unlabeled ([Path]).
-    """
-    found = find_data(data_dir, classes, aliases, size, channels, seed, augment,
-                      **layout_options)
-    loader, tag = image_loader(crop_faces, face_margin, min_face_size)
-    skipped = list(found["excluded"])
-    loaded = {"test": None}
-    for split in ("train", "validation", "test"):
-        if found[split] is not None:
-            loaded[split], unreadable, _ = load_split(*found[split], size, channels, cache_dir,
-                                                      loader=loader, tag=tag)
-            skipped += unreadable
-    return {"classes": found["classes"], "aliases": found["aliases"],
-            "layout": found["layout"], **loaded, "skipped": skipped,
-            "unlabeled": found["unlabeled"]}
-
-
 def check_data(data, data_dir, strict=False, twins=None):
     """Raise DataError for loaded data that cannot be trained on.
 
@@ -182,26 +152,12 @@ def check_data(data, data_dir, strict=False, twins=None):
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
     if twins is None:
-        twins = layouts.identical_files(data["train"][2], data["validation"][2])
+        twins = files.identical_files(data["train"][2], data["validation"][2])
     if twins:
         warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
                       f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
                       f"will look better than it is; remove the copies.", stacklevel=2)
     return twins
-
-
-def balance_data(images, labels, num_classes, augment=True, noise_sigma=0.05, weigh=True,
-                 seed=0):
-    """Table 1 and Equation 1 on the training set.
-
-    Returns (images, labels, before, after, weights): the (augmented) training
-    set, images per class before and after, and {class: weight} or None.
-    """
-    before = class_counts(labels, num_classes)
-    if augment:
-        images, labels = augment_dataset(images, labels, num_classes, noise_sigma, seed)
-    after = class_counts(labels, num_classes)
-    return images, labels, before, after, (class_weights(after) if weigh else None)
 
 
 def _split_of_entry(found_split, small):
@@ -235,34 +191,31 @@ def prepare_data(params, standin_dir=None):
 
     The stand-in is generated when `params["data_dir"]` is `standin_dir` (the
     default data folder) and absent; any other missing folder is an error.
-    Returns a dict: classes (the effective list: "auto" resolved), aliases,
-    train_images/val_images (uint8 [N, size, size, channels]),
-    train_labels/val_labels (int64 [N]), counts_before/counts_after (per class),
-    weights ({class: weight} or None), skipped ([(path, reason)]), unlabeled
-    ([Path]), leaks ([(train path, validation path)]), layout (str), standin (bool),
-    test ((images, labels) of Table 3's "test" column, or None) and test_source
-    (str: what that is). The test set is the data's own test split (a test/
-    folder, or CSV rows marked test) when it has one, else TEST_DIR's labelled
-    images (the report's 8 test images of the stand-in).
+    Returns a PreparedData (cnnlib/prepared.py): the effective classes ("auto"
+    resolved), the balanced training set and the validation set, Table 1's counts
+    and Equation 1's weights, the test set of Table 3 and what was left out.
+    The test set is the data's own test split (a test/ folder, or CSV rows marked
+    test) when it has one, else TEST_DIR's labelled images (the report's 8 test
+    images of the stand-in).
     Raises DataError for data that cannot be trained on, and with STRICT for any
     file that would be skipped.
     """
-    data_dir = params["data_dir"]
+    data_dir, seed = params["data_dir"], params["seed"]
     if standin_dir is not None and data_dir == standin_dir:
         standin.ensure_standin(data_dir, params["classes"], params["standin_train_counts"],
-                               params["standin_validation_total"], params["seed"])
+                               params["standin_validation_total"], seed)
     is_standin = standin.is_standin(data_dir)
     if is_standin:
         print(f"Data: {data_dir} is the synthetic stand-in for QIDER (drawn faces, "
               f"not QIDER). Point --data_dir at QIDER to use the real data.")
     size, channels, cache_dir = params["image_size"], params["channels"], params["cache_dir"]
     found = find_data(data_dir, params["classes"], params["aliases"], size, channels,
-                      params["seed"], params["augment"], labels_file=params["labels_file"],
+                      seed, params["augment"], labels_file=params["labels_file"],
                       image_column=params["image_column"], label_column=params["label_column"],
                       images_dir=params["images_dir"],
                       validation_fraction=params["validation_fraction"],
                       split_column=params["split_column"])
-    num_classes = len(found["classes"])
+    classes, num_classes = found["classes"], len(found["classes"])
     loader, tag = image_loader(params["crop_faces"], params["face_margin"],
                                params["min_face_size"])
     keys = {split: cache.cache_key(found[split][0], size, channels, tag) if cache_dir else None
@@ -270,7 +223,7 @@ def prepare_data(params, standin_dir=None):
     # The balanced set is cached too: a warm run maps it from disk, never decoding,
     # augmenting or holding the training originals beside it.
     balanced_key = (cache.derived_key("balanced", keys["train"], found["train"][1], num_classes,
-                                      params["noise_sigma"], params["seed"])
+                                      params["noise_sigma"], seed)
                     if cache_dir and params["augment"] else None)
     balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
     if balanced is None:
@@ -284,44 +237,44 @@ def prepare_data(params, standin_dir=None):
     if found["test"] is not None:
         test, test_unreadable, _ = load_split(*found["test"], size, channels, cache_dir,
                                               loader=loader, tag=tag)
-    data = {"classes": found["classes"], "aliases": found["aliases"], "layout": found["layout"],
-            "train": train, "validation": validation, "unlabeled": found["unlabeled"],
-            "skipped": (list(found["excluded"]) + train_unreadable + val_unreadable
-                        + test_unreadable)}
-    leaks = _checked(data, data_dir, params["strict"], cache_dir, keys)
-    train_images, train_labels, _ = data["train"]
-    if balanced is None:
-        train_images, train_labels, before, after, weights = balance_data(
-            train_images, train_labels, num_classes, params["augment"],
-            params["noise_sigma"], params["class_weights"], params["seed"])
-        if balanced_key:
-            train_images = cache.write_entry(
-                cache_dir, "balanced", balanced_key, train_images, labels=train_labels,
-                kept=kept, skipped_paths=np.asarray([p for p, _ in train_unreadable], dtype=str),
-                skipped_reasons=np.asarray([r for _, r in train_unreadable], dtype=str))
-    else:
+    skipped = (list(found["excluded"]) + train_unreadable + val_unreadable + test_unreadable)
+    leaks = _checked({"classes": classes, "layout": found["layout"], "train": train,
+                      "validation": validation, "skipped": skipped},
+                     data_dir, params["strict"], cache_dir, keys)
+
+    # Table 1: originals, mirrors, noisy copies; then Equation 1's weights.
+    before = class_counts(train[1], num_classes)
+    if balanced is not None:  # the same set, mapped from the cache
         train_images, train_labels = balanced[0], balanced[1]["labels"]
-        before = class_counts(train[1], num_classes)
-        after = class_counts(train_labels, num_classes)
-        weights = class_weights(after) if params["class_weights"] else None
-    val_images, val_labels, _ = data["validation"]
+    elif params["augment"]:
+        train_images, train_labels = augment_dataset(train[0], train[1], num_classes,
+                                                     params["noise_sigma"], seed)
+    else:
+        train_images, train_labels = train[0], train[1]
+    after = class_counts(train_labels, num_classes)
+    weights = class_weights(after) if params["class_weights"] else None
+    if balanced is None and balanced_key:
+        train_images = cache.write_entry(
+            cache_dir, "balanced", balanced_key, train_images, labels=train_labels,
+            kept=kept, skipped_paths=np.asarray([p for p, _ in train_unreadable], dtype=str),
+            skipped_reasons=np.asarray([r for _, r in train_unreadable], dtype=str))
+
     if test is not None:
         test = test[:2]
         test_source = f"the data's own test split ({len(test[1])} images)"
     else:  # no test split: the report's test images, named after their class
-        test = load_test_set(params["test_dir"], class_lookup(data["classes"], data["aliases"]),
+        test = load_test_set(params["test_dir"], class_lookup(classes, found["aliases"]),
                              size, channels, loader)
         test_source = (f"the labelled images in {params['test_dir']} ({len(test[1])} images)"
                        if test is not None else "none (no test split, no labelled images in "
                        f"{params['test_dir']})")
     print(f"Test set (Table 3's \"test\" column): {test_source}.")
-    return {"classes": data["classes"], "aliases": data["aliases"],
-            "train_images": train_images, "train_labels": train_labels,
-            "val_images": val_images, "val_labels": val_labels,
-            "counts_before": before, "counts_after": after, "weights": weights,
-            "skipped": data["skipped"], "unlabeled": data["unlabeled"], "leaks": leaks,
-            "layout": data["layout"], "standin": is_standin, "test": test,
-            "test_source": test_source}
+    return PreparedData(classes=classes, aliases=found["aliases"], train_images=train_images,
+                        train_labels=train_labels, val_images=validation[0],
+                        val_labels=validation[1], counts_before=before, counts_after=after,
+                        weights=weights, layout=found["layout"], standin=is_standin,
+                        test=test, test_source=test_source, skipped=skipped,
+                        unlabeled=found["unlabeled"], leaks=leaks)
 
 
 def print_class_table(classes, before, after, weights):
@@ -342,8 +295,8 @@ def load_test_set(test_dir, lookup, size, channels, loader=None):
     """
     if not test_dir or not os.path.isdir(test_dir):
         return None
-    paths = layouts.list_images([test_dir])
-    labels = [layouts.label_from_filename(p, lookup) for p in paths]
+    paths = files.list_images([test_dir])
+    labels = [label_from_filename(p, lookup) for p in paths]
     labelled = [p for p, label in zip(paths, labels) if label is not None]
     if not labelled:
         return None
@@ -485,16 +438,16 @@ def main(argv=None):
         if params["cache_dir"]:
             runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])
         data = prepare_data(params, standin_dir=cnn_params.DATA_DIR)
-        print_class_table(data["classes"], data["counts_before"], data["counts_after"],
-                          data["weights"])
-        images, labels = data["train_images"], data["train_labels"]
+        print_class_table(data.classes, data.counts_before, data.counts_after, data.weights)
+        images, labels = data.train_images, data.train_labels
         # Augmented copies follow the originals of each class: the last one is one.
         augmented = {c: images[np.flatnonzero(labels == c)[-1]]
-                     for c in range(len(data["classes"]))
-                     if data["counts_after"][c] > data["counts_before"][c]}
-        path = runs.unique_path(Path(params["runs_dir"]) /
-                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
-        plots.plot_examples(images, labels, data["classes"], path, augmented=augmented)
+                     for c in range(len(data.classes))
+                     if data.counts_after[c] > data.counts_before[c]}
+        # Claimed at once: a process started in the same second gets another name.
+        path = runs.claim_path(Path(params["runs_dir"]) /
+                               f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
+        plots.plot_examples(images, labels, data.classes, path, augmented=augmented)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ Offers:
   score_images_and_faces(model, model_path, paths, trained, params)
                                      -> images scored whole or face by face; printed
     score_images(model, paths, ...)  -> (per-image results, summary, images)
+    print_results(results, summary)  prints one line an image, then accuracy and loss
     score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
   export_or_serve(model_paths, sources, params) -> the exit status of --export / --serve
@@ -67,7 +68,8 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cache, config, evaluation, faces, layouts, plots, report  # noqa: E402
+from cnnlib import cache, config, faces, files, layouts, metrics, plots, records  # noqa: E402
+from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
 from cnnlib import export, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
@@ -176,12 +178,12 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     None when no image is labelled. images: the uint8 [N, size, size, channels]
     the model saw.
     """
-    lookup = layouts.class_lookup(classes, aliases)
+    lookup = class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
-    probabilities = evaluation.predict(model, images, batch_size, tta)
+    probabilities = metrics.predict(model, images, batch_size, tta)
     results = []
     for row, index in zip(probabilities, kept):
-        true = layouts.label_from_filename(paths[index], lookup)
+        true = label_from_filename(paths[index], lookup)
         best = int(np.argmax(row))
         results.append({"path": str(paths[index]), "predicted": classes[best],
                         "probability": float(row[best]),
@@ -191,10 +193,10 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
         truth = [results[i]["true_index"] for i in labelled]
-        matrix = report.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
+        matrix = metrics.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
                                          len(classes))
-        summary.update(report.summary_scores(matrix))
-        summary["loss"] = evaluation.cross_entropy(probabilities[labelled], truth,
+        summary.update(metrics.summary_scores(matrix))
+        summary["loss"] = metrics.cross_entropy(probabilities[labelled], truth,
                                                    len(classes))
     return results, summary, images
 
@@ -210,7 +212,7 @@ def print_results(results, summary):
     for _, reason in summary["skipped"]:
         print(f"skipped: {reason}")
     if summary["labelled"]:
-        print(report.format_summary("labelled", summary)
+        print(metrics.format_split("labelled", summary)
               + f"  over {summary['labelled']} labelled image(s)")
     else:
         print("No file name states a class, so no accuracy is computed.")
@@ -241,7 +243,7 @@ def plan(sources, params):
             if not images:
                 jobs.append(("images", images))
             images.append(path)
-    return [(kind, layouts.list_images(target) if kind == "images" else target)
+    return [(kind, files.list_images(target) if kind == "images" else target)
             for kind, target in jobs]
 
 
@@ -257,7 +259,7 @@ def score_test_set(model, model_path, folder, trained, params):
 
     Images are preprocessed as the model's training data was (cropped to their
     largest face when it was trained with --crop_faces, or given --crop_faces=True).
-    Returns (outcome of evaluation.record_test_set, output folder, seconds of the
+    Returns (outcome of records.record_test_set, output folder, seconds of the
     whole pass: read, decode, predict, write the records).
     """
     classes = trained["classes"]
@@ -280,7 +282,7 @@ def score_test_set(model, model_path, folder, trained, params):
                         f"files above.")
     labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
     out_dir = runs.new_output_dir(params["out_root"], "eval")
-    outcome = evaluation.record_test_set(out_dir, model, images, labels, kept_paths, classes,
+    outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
                                          list(found["excluded"]) + list(skipped),
                                          tta=params["tta"])
@@ -300,8 +302,8 @@ def print_test_set(outcome, folder, classes, out_dir, seconds):
     for name, r in zip(names, outcome["results"]):
         print(f"{name:<{width}}  true {r['true']:<9} predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}  {'ok' if r['correct'] else 'wrong'}")
-    print("\n" + evaluation.format_summary(outcome["summary"]))
-    print("\n" + report.format_scores(classes, outcome["scores"]))
+    print("\n" + metrics.format_summary(outcome["summary"]))
+    print("\n" + metrics.format_scores(classes, outcome["scores"]))
     width = max(8, *(len(c) for c in classes))
     print("\nconfusion matrix (rows: true class, columns: predicted)")
     print(" " * width + " " + " ".join(f"{c[:7]:>7}" for c in classes))
@@ -312,7 +314,7 @@ def print_test_set(outcome, folder, classes, out_dir, seconds):
           f"images/s (read, decode, predict and write the records).")
     if outcome["skipped"]:
         print(f"{outcome['skipped']} file(s) skipped or left out, listed in "
-              f"{out_dir / 'skipped.txt'}.")
+              f"{out_dir / 'skipped.csv'}.")
     mistakes = "mistakes.png, " if (out_dir / "mistakes.png").is_file() else "no mistakes; "
     print(f"Written to {out_dir}: predictions.csv, confusion.png/.csv, per_class.csv, "
           f"{mistakes}scores.json")
@@ -338,7 +340,7 @@ def score_photos(model, photos, trained, params, out_dir):
                    f"to 24")
             print(f"{name}: no face found ({why}).")
             continue
-        out_path = runs.unique_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
+        out_path = runs.claim_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
                                               margin, out_path)
@@ -353,7 +355,7 @@ def score_photos(model, photos, trained, params, out_dir):
     if out_dir is not None:
         header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
                   *(f"p_{c}" for c in classes)]
-        report.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
+        records.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
         print(f"Photos with their faces marked, and faces.csv: {out_dir}")
     size, channels = trained["image_size"], trained["channels"]
     return results, (np.concatenate(crops) if crops
@@ -382,7 +384,7 @@ def score_images_and_faces(model, model_path, paths, trained, params):
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
         params["out_root"].mkdir(parents=True, exist_ok=True)  # a shipped model's, in runs/
-        figure = runs.unique_path(
+        figure = runs.claim_path(
             params["out_root"] / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
         shown = min(len(results), FIGURE_IMAGES)
         plots.plot_predictions(images[:shown], results[:shown], classes, figure)

@@ -1,4 +1,4 @@
-"""Build, train, evaluate, save and load the report's CNN (Table 2).
+"""Build, train, save and load the report's CNN (Table 2).
 
 Offers, in the order a run calls them:
   check_layer_table(layer_table)            raises ModelError for an entry that cannot be built
@@ -7,8 +7,13 @@ Offers, in the order a run calls them:
   compile_model(model, learning_rate, ...)  -> the optimizer, loss and schedule of a run
   with_precision(model, precision)          -> the same model in another precision, with
                                                its weights and optimizer state
+  model_precision(model)                    -> "none", "bfloat16" or "float16"
+  fit_or_reload(model, folder, train, validation, epochs, ...)
+                                            -> (trained model, history rows): training
+                                               only what the run folder has not done,
+                                               on one device or a cluster
   train_model(model, train, validation, ...) -> keras History
-  evaluate_model(model, dataset)            -> {"accuracy": float, "loss": float}
+  load_run_model(path)                      -> a run's own model, RunError if damaged
   save_model(model, path, info)             -> a .keras file, written atomically, that
                                                carries `info` (classes, image size) inside;
                                                always float32
@@ -25,6 +30,7 @@ so it loads and predicts anywhere.
 """
 
 import difflib
+import functools
 import json
 import zipfile
 from pathlib import Path
@@ -34,8 +40,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from cnnlib import atomic
-from cnnlib.errors import ModelError
+from cnnlib import atomic, checkpoints, cluster, multiworker, runs
+from cnnlib.errors import ModelError, RunError
 
 # The keys each kind of layer-table entry may have; anything else is a typo.
 LAYER_KEYS = {
@@ -314,10 +320,74 @@ def train_model(model, train, validation, epochs, class_weight=None, callbacks=(
                      shuffle=False)  # the dataset shuffles itself, seeded
 
 
-def evaluate_model(model, dataset):
-    """Return {"accuracy": float, "loss": float} of `model` on `dataset`."""
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
-    return {"accuracy": float(results["accuracy"]), "loss": float(results["loss"])}
+def fit_or_reload(model, folder, train, validation, epochs, class_weight=None, callbacks=(),
+                  extra_callbacks=(), verbose=1, info=None, precision="none", setup=None,
+                  data=None, batch_size=32, seed=0):
+    """Return (trained model, history rows) of one model, training only what is not done.
+
+    `model` is the new compiled model (build_model's) to train from scratch;
+    `folder` the model's run folder, where the epoch checkpoints go. A finished
+    folder (state.json says so) is reloaded; an interrupted one goes on from its
+    last finished epoch, with its optimizer state; `train` and `validation` are
+    make_dataset's. `callbacks` run before the epoch's checkpoint is written (early
+    stopping restores its weights first), `extra_callbacks` after it. The trained
+    model comes back float32, as saved; `info` goes inside every saved file. `setup` (cluster.start's) says where it trains: None
+    is one device, as in a notebook; under "multiworker" every worker calls this
+    with the same arguments (and `data`, `batch_size`, `seed` for its loop), only
+    the chief has the folder, and a worker gets (None, []) once training ends.
+    """
+    multi = setup is not None and setup.kind == "multiworker"
+    folder = Path(folder)
+    chief = setup is None or setup.chief
+    state = runs.read_state(folder) if chief else None
+    done, checkpoint, rows, best = 0, None, [], None
+    if chief and not (state and state.get("finished")):
+        done, checkpoint, rows, best = checkpoints.resume_point(folder)
+    finished = bool(state and (state.get("finished") or done >= epochs))
+    start = cluster.from_chief(setup, {"finished": finished, "done": done})  # the chief's
+    if start["finished"]:
+        if not chief:
+            return None, []
+        if state.get("finished"):
+            checkpoints.check_files(folder, state)
+        else:  # stopped after its last epoch, before the mark
+            checkpoints.finish(folder, done, epochs, best)
+        return (load_run_model(folder / "model.keras"),
+                runs.read_history_rows(folder / "history.csv"))
+    if checkpoint is not None and not multi:
+        with cluster.scope(setup):  # the variables live on every replica
+            model = with_precision(load_run_model(checkpoint), precision)
+    # Multiworker: the chief's checkpoint, loaded outside the strategy, is sent to
+    # every worker when training starts.
+    resumed = load_run_model(checkpoint) if multi and checkpoint else None
+    if checkpoint is None and verbose and chief:
+        model.summary()
+    save = functools.partial(save_model, info=info)
+    # After early stopping, so the weights it restores are the ones saved at the end.
+    epoch_writer = checkpoints.EpochCheckpoint(folder, epochs, save, rows, best)
+    callbacks = [*callbacks, epoch_writer, *extra_callbacks] if chief else []
+    if multi:
+        multiworker.fit(setup, model, data, epochs, batch_size, seed, start["done"],
+                        callbacks, start_from=resumed, verbose=verbose, precision=precision)
+        if not setup.chief:
+            return None, []
+    else:
+        train_model(model, train, validation, epochs, class_weight, callbacks, verbose,
+                    initial_epoch=start["done"])
+    save(model, folder / "model.keras")  # the final weights (early stopping's best)
+    checkpoints.finish(folder, len(epoch_writer.rows), epochs, epoch_writer.best_val_loss)
+    # Scored as saved: float32, and (multiworker) outside the strategy.
+    return (load_model(folder / "model.keras") if multi else with_precision(model, "none"),
+            epoch_writer.rows)
+
+
+def load_run_model(path):
+    """A run's own model file, or RunError: a damaged one ends the run's story."""
+    try:
+        return load_model(path)
+    except ModelError:
+        raise RunError(f"{path} is damaged, so its run cannot go on from it: start a "
+                       f"new run.") from None
 
 
 def save_model(model, path, info=None):

@@ -5,15 +5,21 @@ Modules, roughly in the order a run uses them:
   errors          UserError and its kinds: one sentence for a user's mistake
   config          `--name=value` overrides and configuration files, type-checked
   atomic          files written whole or not at all (temporary name, then rename)
+  devices         the devices a run trains on, chosen before TensorFlow starts
+  cluster         the strategy and the workers of a cluster kept in step (DeviceSetup)
+  labels          class names, aliases, --classes=auto, names read from file names
   layouts         finding labelled images: split class folders, a labels CSV, one tree
+  files           listing image files, identical files, lists of paths
   decode          decoding and resizing image files by their content
   cache           the disk cache of decoded images
   standin         the synthetic stand-in for QIDER: counts, writing, the test images
   standin_faces   drawing the stand-in's cartoon faces
+  prepared        the prepared data of a run (PreparedData)
   runs            run folders, params and history files, the latest run, run state
   checkpoints     the end-of-epoch writes of a training run (model, best, history, state)
-  evaluation      predictions of a model on a labelled set, and the files recording them
-  report          confusion matrix, per-class scores, Table 3
+  multiworker     the training loop of --distribute=multiworker
+  metrics         predictions, scores, confusion and intervals (Scores); writes nothing
+  records         every file of a run or of a scored test set, from memory; Table 3
   plots           figures (matplotlib, PNG)
   faces           the face detector (OpenCV): find, crop and mark faces in photos
   video           expressions of the faces in a video or a webcam's frames

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, decode, layouts, runs
+from cnnlib import atomic, decode, files, labels, layouts, runs
 from cnnlib.errors import DataError, ModelError, UserError
 
 FORMATS = ("saved_model", "onnx", "tflite")
@@ -156,16 +156,16 @@ def verification_images(model_path, trained, given=(), test_dir="test_images",
     See the module's docstring for which images are used. Raises DataError when
     there are none.
     """
-    lookup = layouts.class_lookup(trained["classes"], trained["aliases"])
+    lookup = labels.class_lookup(trained["classes"], trained["aliases"])
     found = _run_dataset(model_path, trained)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a skipped file is counted, not listed
         if given or found is None:
-            paths = layouts.list_images(list(given) or [test_dir])
+            paths = files.list_images(list(given) or [test_dir])
             if not paths:
                 raise DataError(f"No image found in {', '.join(map(str, given or [test_dir]))}"
                                 f" to verify the export with: give image files or folders.")
-            labels = [layouts.label_from_filename(p, lookup) for p in paths]
+            labels = [labels.label_from_filename(p, lookup) for p in paths]
             paths, labels = _sample(paths, [-1 if v is None else v for v in labels],
                                     check_count)
             check = _load(paths, labels, trained, min_face,

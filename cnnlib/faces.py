@@ -13,6 +13,7 @@ Offers, in the order a photo goes through them:
                                            photos to find faces in (with their boxes)
   crop_face(pixels, box, margin, size)  -> uint8 [size, size, C]: a face with its margin,
                                            resized exactly as a training image is
+    expand_box(box, margin, width, height) -> (x0, y0, x1, y1): the square it crops
   score_photo(model, path, boxes, ...)  -> one result per face; draws the photo
   load_face_crops(paths, size, channels, margin, min_face)
                                         -> (images, kept, skipped) as decode.load_images,

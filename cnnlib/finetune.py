@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib.errors import ModelError
-from cnnlib.layouts import normalise_label
+from cnnlib.labels import normalise_label
 
 
 @dataclass

@@ -1,8 +1,6 @@
 """Finding labelled images on disk, in any of the layouts the suite reads.
 
 Offers, in the order a run calls them:
-  normalise_label(text)               -> a class name in canonical form
-  class_lookup(classes, aliases)      -> {normalised name: class index}
   find_dataset(data_dir, classes, ...) -> classes and (paths, labels) of train,
                                          validation and test (when the data has a test
                                          split), in the first layout that fits:
@@ -12,66 +10,28 @@ Offers, in the order a run calls them:
   find_test_set(folder, classes, ...) -> (paths, labels) of a labelled test set for
                                          cnn_eval.py, in the same layouts
   list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
+  folder_labels(root)                 -> the normalised names of the class folders
   read_labels_file(csv, ...)          -> (paths, label names, excluded, unlabeled, splits)
-  split_name(value)                   -> "train", "validation", "test" or "" of a CSV cell
   is_labelled_folder(path, labels_file) -> True for a folder of class folders or a labels CSV
-  choose_classes(classes, ...)        -> the given classes, or those found ("auto")
   stratified_split(labels, ...)       -> (train, validation) indices, per class
-  identical_files(paths_a, paths_b)   -> pairs of byte-identical files across two lists
-  list_images(sources)                -> image files of the given files, folders, .txt lists
-  label_from_filename(path, lookup)   -> class index named by a file, or None
 
-Nothing here reads more of a file than it must, or moves, renames, rewrites or
-deletes one.
+Class names live in cnnlib/labels.py, listing files in cnnlib/files.py. Nothing
+here reads more of a file than it must, or moves, renames, rewrites or deletes one.
 """
 
 import csv
-import hashlib
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from cnnlib.errors import DataError
-
-# CLASSES = ["auto"] takes the classes found in the data.
-AUTO = "auto"
-
-# Values of a labels CSV's split column (FER2013's "Usage" column holds Training,
-# PublicTest and PrivateTest); a blank cell is training data, split as usual.
-SPLIT_VALUES = {"train": "train", "training": "train",
-                "validation": "validation", "valid": "validation", "val": "validation",
-                "dev": "validation",
-                "test": "test", "testing": "test", "publictest": "test", "privatetest": "test"}
-
-# Files that are never images and are passed over without a word.
-_NOT_IMAGES = {".txt", ".csv", ".json", ".md", ".db", ".ini", ".xml", ".py"}
-
-
-def normalise_label(text):
-    """Return a class name in canonical form: lower case, spaces/dashes as '_'."""
-    return re.sub(r"[\s\-_]+", "_", str(text).strip().lower())
-
-
-def class_lookup(classes, aliases=None):
-    """Return {normalised name or alias: class index} for `classes` in order."""
-    lookup = {normalise_label(name): index for index, name in enumerate(classes)}
-    for index, name in enumerate(classes):
-        for alias in (aliases or {}).get(name, []):
-            lookup.setdefault(normalise_label(alias), index)  # a class's own name wins
-    return lookup
+from cnnlib.files import _is_candidate
+from cnnlib.labels import choose_classes, class_lookup, normalise_label, split_name
 
 
 def _accepted(lookup):
     return ", ".join(sorted(lookup))
-
-
-def _is_candidate(path):
-    """True for files that may be images: not hidden, not a known non-image type."""
-    name = path.name
-    return (path.is_file() and not name.startswith(".") and name != "Thumbs.db"
-            and path.suffix.lower() not in _NOT_IMAGES)
 
 
 def _class_dirs(root):
@@ -114,20 +74,6 @@ def list_split(data_dir, split, lookup):
 def folder_labels(root):
     """Return the normalised names of the class folders under `root` (sorted, unique)."""
     return sorted({normalise_label(p.name) for p in _class_dirs(root)})
-
-
-def split_name(value, where="the split column"):
-    """Return "train", "validation", "test" or "" (blank) for a split column's cell.
-
-    Raises DataError naming `where` for any other value.
-    """
-    key = re.sub(r"[\s\-_]+", "", str(value).strip().lower())
-    if not key:
-        return ""
-    if key not in SPLIT_VALUES:
-        raise DataError(f"{where} has the value {value!r}: use train, validation or test "
-                        f"(or leave it blank for training data).")
-    return SPLIT_VALUES[key]
 
 
 def _resolved(path):
@@ -211,28 +157,6 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
     return paths, names, excluded, unlabeled, splits
 
 
-def choose_classes(classes, aliases, found):
-    """Return (classes, aliases): the classes to train and the other names of each.
-
-    `classes` is a list of names, or ["auto"] to take the normalised names `found`
-    in the data, sorted.
-    """
-    if list(classes) == [AUTO]:
-        if not found:
-            raise DataError("--classes=auto found no class names in the data: check "
-                            "--data_dir and its layout (see the README).")
-        found = sorted(found)
-        if len(found) < 2:
-            raise DataError(f"--classes=auto found only the class {found[0]} in the data: a "
-                            f"classifier needs at least two classes.")
-        # A found class that is a known class or alias (happiness, feliz) also
-        # answers to that class's other names, so test files like happy.jpg count.
-        known = {normalise_label(n): [name, *(aliases or {}).get(name, [])]
-                 for name in (aliases or {}) for n in [name, *aliases[name]]}
-        return found, {f: known.get(f, []) for f in found}
-    return list(classes), dict(aliases or {})
-
-
 def stratified_split(labels, fraction, seed):
     """Split indices into (train, validation), `fraction` of each class to validation.
 
@@ -248,8 +172,6 @@ def stratified_split(labels, fraction, seed):
         validation.extend(members[:held])
         train.extend(members[held:])
     return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(validation, np.int64))
-
-
 
 
 def _with_split(paths, labels, fraction, seed):
@@ -455,87 +377,3 @@ def find_test_set(folder, classes, aliases, labels_file="legend.csv", image_colu
     return {"paths": paths, "labels": labels, "source": source, "excluded": excluded}
 
 
-def _digest(path):
-    """SHA-256 of a file's bytes, read in chunks; None if it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def identical_files(paths_a, paths_b):
-    """Return [(a, b)]: files of `paths_a` byte-identical to one of `paths_b`.
-
-    Only files whose sizes match are read, so a clean data set costs a stat per file.
-    """
-    def sizes(paths):
-        found = {}
-        for path in paths:
-            try:
-                found.setdefault(Path(path).stat().st_size, []).append(path)
-            except OSError:
-                pass
-        return found
-
-    sizes_a, sizes_b = sizes(paths_a), sizes(paths_b)
-    pairs = []
-    for size in sorted(set(sizes_a) & set(sizes_b)):
-        by_digest = {}
-        for path in sizes_b[size]:
-            by_digest.setdefault(_digest(path), path)
-        for path in sizes_a[size]:
-            twin = by_digest.get(_digest(path))
-            if twin is not None:
-                pairs.append((path, twin))
-    return pairs
-
-
-def label_from_filename(path, lookup):
-    """Return the class index a file name states (`anger.jpg`, `Raiva_02.png`), or None."""
-    stem = Path(path).stem
-    key = normalise_label(re.split(r"[^A-Za-z]", stem)[0] if stem else "")
-    return lookup.get(key, lookup.get(normalise_label(stem)))
-
-
-def list_images(sources, nested=True):
-    """Expand files, folders (not recursive) and .txt lists of paths into image files.
-
-    A .txt source holds one image file or folder a line (as a run's unlabeled.txt
-    does), relative to the list's own folder; a list inside a list is not followed.
-    Returns a list of Paths in the order given, each folder sorted.
-    Raises DataError for a path that does not exist or cannot be read, or a
-    folder with no files.
-    """
-    paths = []
-    for source in sources:
-        source = Path(source)
-        try:
-            if source.is_dir():
-                found = sorted(p for p in source.iterdir() if _is_candidate(p))
-                if not found:
-                    raise DataError(f"No images found in the folder {source}: give a folder "
-                                    f"that holds image files, or the files themselves.")
-                paths.extend(found)
-            elif source.is_file() and source.suffix.lower() == ".txt" and nested:
-                lines = [line.strip() for line in source.read_text().splitlines()]
-                if not any(lines):
-                    raise DataError(f"The list {source} names no image: put one image path "
-                                    f"a line in it.")
-                paths.extend(list_images([source.parent / line for line in lines if line],
-                                         nested=False))
-            elif source.is_file():
-                paths.append(source)
-            else:
-                raise DataError(f"Failed to find {source}: give an image file, a folder of "
-                                f"images or a .txt list of image paths.")
-        except UnicodeDecodeError:
-            raise DataError(f"{source} is not a text list of image paths: give images, "
-                            f"folders, or a UTF-8 .txt list.") from None
-        except OSError as error:
-            raise DataError(f"{source} cannot be read ({error.strerror or error}): check "
-                            f"its permissions.") from None
-    return paths

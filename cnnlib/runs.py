@@ -9,11 +9,12 @@ Offers:
   write_json(path, data) / read_json(path, what)
   write_history(path, rows)        -> history.csv from a list of per-epoch dicts
   read_history(path)               -> {column: [values]} from a history CSV
+  read_history_rows(path)          -> [{column: value}] of a history CSV, one an epoch
   read_state(folder) / write_state(folder, **state)
                                    -> the run's state.json: epochs done, finished
   mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run
   latest_run(runs_dir)             -> Path of the latest run, or None
-  unique_path(path)                -> `path`, or `path` with -1, -2... if it exists
+  claim_path(path)                 -> `path`, or `path` with -1, -2..., created at once
   find_run(name, runs_dir)         -> Path of a run given as a folder or a name
   library_versions()               -> {library: version} for the run record
 
@@ -225,12 +226,19 @@ def library_versions():
             "machine": platform.machine(), "system": platform.system()}
 
 
-def unique_path(path):
-    """Return `path` if it is free, else the first free `<stem>-N<suffix>` beside it."""
+def claim_path(path):
+    """Create `path` empty, or the first free `<stem>-N<suffix>` beside it; return it.
+
+    Creating is exclusive (O_EXCL), so no two processes, even started in the same
+    second, are ever given the same file. The caller then writes it atomically.
+    """
     path = Path(path)
-    counter = 0
-    candidate = path
-    while candidate.exists():
-        counter += 1
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-    return candidate
+    for counter in range(10000):
+        candidate = path if counter == 0 else path.with_name(
+            f"{path.stem}-{counter}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunError(f"Could not find a free name for {path}: 10000 taken.")

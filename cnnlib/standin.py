@@ -28,10 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib import atomic
+from cnnlib.errors import ConfigError
 from cnnlib.standin_faces import draw_face
 
 # Written into a generated stand-in so every run can say it is not QIDER.
 STANDIN_MARKER = "STANDIN.txt"
+
+# The stand-in's classes with --classes=auto: the report's 8, in its order.
+STANDIN_CLASSES = ["anger", "disgust", "fear", "happy", "negative", "neutral", "sad", "surprise"]
 
 # Random-stream ids that keep the train, validation and test-image faces apart.
 SPLIT_STREAMS = {"train": 0, "validation": 1}
@@ -46,6 +50,12 @@ def ensure_standin(data_dir, classes, train_counts, validation_total, seed):
     data_dir = Path(data_dir)
     if data_dir.exists():
         return False
+    if list(classes) == ["auto"]:  # the stand-in's own classes: the report's
+        if len(train_counts) != len(STANDIN_CLASSES):
+            raise ConfigError(f"--classes=auto with the stand-in takes its {len(STANDIN_CLASSES)} "
+                             f"classes, but --standin_train_counts has {len(train_counts)} "
+                             f"counts: give {len(STANDIN_CLASSES)}, or name the classes.")
+        classes = STANDIN_CLASSES
     print(f"Generating the synthetic stand-in for QIDER in {data_dir} "
           f"(drawn faces, not QIDER; about 15 to 30 s, once).", flush=True)
     summary = generate_standin(data_dir, classes, train_counts, validation_total, seed)
@@ -81,24 +91,24 @@ def validation_counts(train_counts, total):
 # Writing the data set
 # ---------------------------------------------------------------------------
 
-def image_rng(seed, stream, class_index, image_index):
+def _image_rng(seed, stream, class_index, image_index):
     """Return the random Generator of one image, independent of all others."""
     return np.random.default_rng([seed, stream, class_index, image_index])
 
 
-def write_chunk(task):
+def _write_chunk(task):
     """Draw and save one run of images of one class; return how many were written."""
     class_folder, class_name, class_index, seed, stream, first, last = task
     for image_index in range(first, last + 1):
-        rng = image_rng(seed, stream, class_index, image_index)
+        rng = _image_rng(seed, stream, class_index, image_index)
         image = draw_face(class_index, rng)
         quality = int(rng.integers(60, 96))
         image.save(Path(class_folder) / f"{class_name}_{image_index:05d}.jpg", "JPEG", quality=quality)
     return last - first + 1
 
 
-def chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
-    """Return the write_chunk tasks covering every image of every split and class.
+def _chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_size=150):
+    """Return the _write_chunk tasks covering every image of every split and class.
 
     Also creates the class folders under `partial`.
     """
@@ -113,11 +123,11 @@ def chunk_tasks(partial, class_names, split_counts, split_streams, seed, chunk_s
     return tasks
 
 
-def run_tasks(tasks, workers):
-    """Run write_chunk over `tasks`, in `workers` processes when more than one."""
+def _run_tasks(tasks, workers):
+    """Run _write_chunk over `tasks`, in `workers` processes when more than one."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            write_chunk(task)
+            _write_chunk(task)
         return
     # Forking is much faster to start than spawning and the workers use only numpy and Pillow.
     methods = multiprocessing.get_all_start_methods()
@@ -125,11 +135,11 @@ def run_tasks(tasks, workers):
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # Largest chunks first so the last worker is not left with a long tail.
         ordered = sorted(tasks, key=lambda task: task[6] - task[5], reverse=True)
-        for _ in pool.map(write_chunk, ordered):
+        for _ in pool.map(_write_chunk, ordered):
             pass
 
 
-def check_standin_arguments(class_names, train_counts, validation_total, seed, workers):
+def _check_standin_arguments(class_names, train_counts, validation_total, seed, workers):
     """Raise ValueError with one sentence if the arguments cannot describe a data set."""
     if len(class_names) != len(train_counts):
         raise ValueError(f"Got {len(class_names)} class names but {len(train_counts)} training counts.")
@@ -155,7 +165,7 @@ def generate_standin(folder, class_names, train_counts, validation_total, seed, 
     """
     started = time.perf_counter()
     folder = Path(folder)
-    check_standin_arguments(class_names, train_counts, validation_total, seed, workers)
+    _check_standin_arguments(class_names, train_counts, validation_total, seed, workers)
     if folder.exists():
         raise ValueError(f"Refusing to generate the stand-in: {folder} already exists.")
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
@@ -166,7 +176,7 @@ def generate_standin(folder, class_names, train_counts, validation_total, seed, 
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial.mkdir()
     try:
-        run_tasks(chunk_tasks(partial, class_names, split_counts, SPLIT_STREAMS, seed), workers)
+        _run_tasks(_chunk_tasks(partial, class_names, split_counts, SPLIT_STREAMS, seed), workers)
         if folder.exists():  # something appeared there while we were drawing
             raise ValueError(f"Refusing to finish the stand-in: {folder} appeared while generating.")
         atomic.write_text(partial / STANDIN_MARKER,
@@ -199,7 +209,7 @@ def write_test_images(folder, class_names, seed):
         raise ValueError(f"Refusing to overwrite existing test images: {', '.join(existing)}.")
     folder.mkdir(parents=True, exist_ok=True)
     for class_index, path in enumerate(paths):
-        rng = image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
+        rng = _image_rng(seed, TEST_IMAGE_STREAM, class_index, 0)
         image = draw_face(class_index, rng, size=(128, 128), mode="RGB", intensity=0.85)
         with atomic.writing(path) as partial:
             image.save(partial, "JPEG", quality=90)

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter
 # Expressions: parameters of the face that carry the class
 # ---------------------------------------------------------------------------
 
-def neutral_features():
+def _neutral_features():
     """Return the feature parameters of a relaxed, neutral face."""
     return {
         "brow_tilt": 0.0,     # + inner ends down (anger), - inner ends up (sad, fear)
@@ -38,13 +38,13 @@ def neutral_features():
     }
 
 
-def expression_target(expression, rng):
+def _expression_target(expression, rng):
     """Return the feature parameters of class `expression` at full intensity.
 
     Some classes have variants (open or closed smile, bared teeth), chosen
     with `rng`, so one class is not one single drawing.
     """
-    target = neutral_features()
+    target = _neutral_features()
     if expression == 0:  # anger: brows down and together, narrow eyes, tight frown
         target.update(brow_tilt=1.0, brow_raise=-0.6, brow_pinch=0.6, eye_open=0.6,
                       mouth_curve=-0.35, mouth_width=0.85)
@@ -84,7 +84,7 @@ def expression_target(expression, rng):
     return target
 
 
-def person_jitter_scales():
+def _person_jitter_scales():
     """Return the spread of each parameter between individuals' resting faces."""
     return {
         "brow_tilt": 0.18, "brow_raise": 0.18, "brow_pinch": 0.12, "eye_open": 0.12,
@@ -94,22 +94,22 @@ def person_jitter_scales():
     }
 
 
-def expression_features(expression, rng, intensity=None):
+def _expression_features(expression, rng, intensity=None):
     """Return the feature parameters of one face of class `expression`.
 
     The face is the neutral face moved a random fraction (`intensity`) of the
     way toward the class target, plus per-person jitter, so weak expressions
     are genuinely close to neutral and to neighbouring classes.
     """
-    target = expression_target(expression, rng)
+    target = _expression_target(expression, rng)
     if intensity is None:
         intensity = rng.uniform(0.4, 1.0)
         if expression == 4:  # the "negative" class is milder by definition
             intensity *= 0.75
     features = {}
-    for name, rest in neutral_features().items():
+    for name, rest in _neutral_features().items():
         value = rest + intensity * (target[name] - rest)
-        features[name] = value + rng.normal(0.0, person_jitter_scales()[name])
+        features[name] = value + rng.normal(0.0, _person_jitter_scales()[name])
     features["eye_open"] = float(np.clip(features["eye_open"], 0.3, 2.0))
     features["mouth_width"] = float(np.clip(features["mouth_width"], 0.45, 1.5))
     for name in ("mouth_open", "nose_wrinkle", "cheek_lines", "gaze_down", "mouth_skew", "mouth_wave"):
@@ -122,7 +122,7 @@ def expression_features(expression, rng, intensity=None):
 # Appearance that does not carry the class
 # ---------------------------------------------------------------------------
 
-def random_image_size(rng):
+def _random_image_size(rng):
     """Return (width, height) in 48..256 px, square about half of the time."""
     width = int(rng.integers(48, 257))
     if rng.random() < 0.5:
@@ -131,7 +131,7 @@ def random_image_size(rng):
     return width, height
 
 
-def random_skin(rng):
+def _random_skin(rng):
     """Return an RGB skin tone between dark brown and pale."""
     light = rng.uniform(0.0, 1.0)
     dark_tone, pale_tone = np.array([92, 58, 40]), np.array([250, 222, 198])
@@ -139,11 +139,11 @@ def random_skin(rng):
     return tuple(int(v) for v in np.clip(tone, 0, 255))
 
 
-def random_look(rng):
+def _random_look(rng):
     """Return the person, framing and accessories of one face as a dict."""
     hair_colours = [(25, 20, 18), (60, 40, 25), (110, 75, 40), (200, 165, 100), (150, 150, 150), (120, 40, 20)]
     return {
-        "skin": random_skin(rng),
+        "skin": _random_skin(rng),
         "hair_style": rng.choice(["none", "short", "long", "fringe"], p=[0.2, 0.45, 0.25, 0.1]),
         "hair_colour": hair_colours[int(rng.integers(len(hair_colours)))],
         "glasses": rng.random() < 0.12,
@@ -157,25 +157,25 @@ def random_look(rng):
     }
 
 
-def shade(colour, factor, alpha=255):
+def _shade(colour, factor, alpha=255):
     """Return `colour` scaled by `factor` as an RGBA tuple."""
     return tuple(min(255, max(0, int(c * factor))) for c in colour[:3]) + (alpha,)
 
 
-def blend(colour_a, colour_b, weight, alpha=255):
+def _blend(colour_a, colour_b, weight, alpha=255):
     """Return the RGBA mix of two colours, `weight` of the way from a to b."""
     weight = min(1.0, max(0.0, float(weight)))
     return tuple(int(a + weight * (b - a)) for a, b in zip(colour_a[:3], colour_b[:3])) + (alpha,)
 
 
-def linear_ramp(width, height, direction):
+def _linear_ramp(width, height, direction):
     """Return a (height, width) float32 array running from about -0.5 to 0.5 along `direction` (radians)."""
     xs = (np.arange(width, dtype=np.float32) / width - 0.5) * np.cos(direction)
     ys = (np.arange(height, dtype=np.float32) / height - 0.5) * np.sin(direction)
     return ys[:, None] + xs[None, :]
 
 
-def draw_background(width, height, rng):
+def _draw_background(width, height, rng):
     """Return an RGB background: flat colour, gradient or blotchy texture."""
     kind = rng.choice(["flat", "gradient", "texture"], p=[0.35, 0.4, 0.25])
     base = rng.integers(0, 256, 3).astype(np.float32)
@@ -184,7 +184,7 @@ def draw_background(width, height, rng):
     elif kind == "gradient":
         other = rng.integers(0, 256, 3).astype(np.float32)
         direction = rng.uniform(0, 2 * np.pi)
-        ramp = linear_ramp(width, height, direction)
+        ramp = _linear_ramp(width, height, direction)
         ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
         pixels = base + ramp[..., None] * (other - base)
     else:
@@ -201,7 +201,7 @@ def draw_background(width, height, rng):
 # Drawing the face (all coordinates at working scale)
 # ---------------------------------------------------------------------------
 
-def face_geometry(canvas_w, canvas_h, look):
+def _face_geometry(canvas_w, canvas_h, look):
     """Return centre and half-axes (cx, cy, half_width, half_height) on the working canvas."""
     half_height = look["face_fill"] * min(canvas_w, canvas_h) / 2
     half_width = half_height * look["face_aspect"]
@@ -210,25 +210,25 @@ def face_geometry(canvas_w, canvas_h, look):
     return cx, cy, half_width, half_height
 
 
-def draw_head(draw, geometry, look):
+def _draw_head(draw, geometry, look):
     """Draw neck, shoulders, hair at the back, ears and the face oval."""
     cx, cy, a, b = geometry
     skin = look["skin"]
-    hair = shade(look["hair_colour"], 1.0)
+    hair = _shade(look["hair_colour"], 1.0)
     if look["hair_style"] == "long":
         draw.rounded_rectangle((cx - 1.15 * a, cy - 1.1 * b, cx + 1.15 * a, cy + 0.9 * b),
                                radius=a, fill=hair)
-    draw.ellipse((cx - 1.6 * a, cy + 0.85 * b, cx + 1.6 * a, cy + 0.85 * b + 2.2 * a), fill=shade(look["shirt"], 1.0))
-    draw.rectangle((cx - 0.38 * a, cy + 0.5 * b, cx + 0.38 * a, cy + 1.05 * b), fill=shade(skin, 0.85))
+    draw.ellipse((cx - 1.6 * a, cy + 0.85 * b, cx + 1.6 * a, cy + 0.85 * b + 2.2 * a), fill=_shade(look["shirt"], 1.0))
+    draw.rectangle((cx - 0.38 * a, cy + 0.5 * b, cx + 0.38 * a, cy + 1.05 * b), fill=_shade(skin, 0.85))
     for side in (-1, 1):
         ear_x = cx + side * 0.97 * a
         draw.ellipse((ear_x - 0.14 * a, cy - 0.2 * b, ear_x + 0.14 * a, cy + 0.12 * b),
-                     fill=shade(skin, 0.92), outline=shade(skin, 0.7), width=max(1, int(0.025 * a)))
-    draw.ellipse((cx - a, cy - b, cx + a, cy + b), fill=shade(skin, 1.0),
-                 outline=shade(skin, 0.7), width=max(1, int(0.03 * a)))
+                     fill=_shade(skin, 0.92), outline=_shade(skin, 0.7), width=max(1, int(0.025 * a)))
+    draw.ellipse((cx - a, cy - b, cx + a, cy + b), fill=_shade(skin, 1.0),
+                 outline=_shade(skin, 0.7), width=max(1, int(0.03 * a)))
 
 
-def draw_hair(draw, geometry, look):
+def _draw_hair(draw, geometry, look):
     """Draw the hair cap on top of the head (a lower cap for a fringe)."""
     cx, cy, a, b = geometry
     style = look["hair_style"]
@@ -236,24 +236,24 @@ def draw_hair(draw, geometry, look):
         return
     hairline_degrees = {"short": 36, "long": 30, "fringe": 16}[style]
     bbox = (cx - 1.06 * a, cy - 1.1 * b, cx + 1.06 * a, cy + 1.02 * b)
-    draw.chord(bbox, 180 + hairline_degrees, 360 - hairline_degrees, fill=shade(look["hair_colour"], 1.0))
+    draw.chord(bbox, 180 + hairline_degrees, 360 - hairline_degrees, fill=_shade(look["hair_colour"], 1.0))
 
 
-def eye_centres(geometry):
+def _eye_centres(geometry):
     """Return the (x, y) centres of the left and right eye."""
     cx, cy, a, b = geometry
     eye_y = cy - 0.1 * b
     return [(cx - 0.36 * a, eye_y), (cx + 0.36 * a, eye_y)]
 
 
-def draw_eyes(draw, geometry, look, features):
+def _draw_eyes(draw, geometry, look, features):
     """Draw eye whites, pupils and lids; openness and gaze follow the features."""
     cx, cy, a, b = geometry
-    line = shade(look["skin"], 0.3)
+    line = _shade(look["skin"], 0.3)
     line_width = max(1, int(0.035 * a * look["line_scale"]))
     half_w, half_h = 0.17 * a, 0.11 * a * features["eye_open"]
     pupil_r = min(0.07 * a, half_h * 0.95)
-    for ex, ey in eye_centres(geometry):
+    for ex, ey in _eye_centres(geometry):
         draw.ellipse((ex - half_w, ey - half_h, ex + half_w, ey + half_h), fill=(245, 245, 240, 255),
                      outline=line, width=line_width)
         px = ex + look["gaze_side"] * 0.05 * a
@@ -264,13 +264,13 @@ def draw_eyes(draw, geometry, look, features):
                      width=line_width * 2)
 
 
-def draw_brows(draw, geometry, look, features):
+def _draw_brows(draw, geometry, look, features):
     """Draw the eyebrows: height, tilt and pinch follow the features."""
     cx, cy, a, b = geometry
-    colour = shade(look["hair_colour"], 0.8) if look["hair_style"] != "none" else shade(look["skin"], 0.35)
+    colour = _shade(look["hair_colour"], 0.8) if look["hair_style"] != "none" else _shade(look["skin"], 0.35)
     width = max(2, int(0.09 * a * look["line_scale"]))
     eye_top = 0.1 * a * max(features["eye_open"], 1.0)
-    for side, (ex, ey) in zip((-1, 1), eye_centres(geometry)):
+    for side, (ex, ey) in zip((-1, 1), _eye_centres(geometry)):
         brow_y = ey - eye_top - 0.14 * a - features["brow_raise"] * 0.16 * a
         inner_x = ex - side * (0.19 * a + features["brow_pinch"] * 0.05 * a)
         inner_x = cx - side * max(abs(cx - inner_x), 0.06 * a)
@@ -282,26 +282,26 @@ def draw_brows(draw, geometry, look, features):
         draw.line([inner, middle, outer], fill=colour, width=width, joint="curve")
 
 
-def draw_nose(draw, geometry, look, features):
+def _draw_nose(draw, geometry, look, features):
     """Draw the nose and, for disgust, wrinkle lines across the bridge."""
     cx, cy, a, b = geometry
-    line = shade(look["skin"], 0.55)
+    line = _shade(look["skin"], 0.55)
     width = max(1, int(0.03 * a * look["line_scale"]))
     tip_y = cy + 0.24 * b
     draw.arc((cx - 0.12 * a, tip_y - 0.1 * a, cx + 0.12 * a, tip_y + 0.06 * a), 20, 160, fill=line, width=width)
     for side in (-1, 1):
         nx = cx + side * 0.07 * a
-        draw.ellipse((nx - 0.025 * a, tip_y - 0.01 * a, nx + 0.025 * a, tip_y + 0.03 * a), fill=shade(look["skin"], 0.45))
+        draw.ellipse((nx - 0.025 * a, tip_y - 0.01 * a, nx + 0.025 * a, tip_y + 0.03 * a), fill=_shade(look["skin"], 0.45))
     wrinkle = features["nose_wrinkle"]
     if wrinkle > 0.15:
-        colour = blend(look["skin"], shade(look["skin"], 0.4), wrinkle)
-        bridge_y = eye_centres(geometry)[0][1] + 0.06 * a
+        colour = _blend(look["skin"], _shade(look["skin"], 0.4), wrinkle)
+        bridge_y = _eye_centres(geometry)[0][1] + 0.06 * a
         for k in range(1 + int(wrinkle * 2.5)):
             y = bridge_y + k * 0.07 * a
             draw.arc((cx - 0.1 * a, y, cx + 0.1 * a, y + 0.08 * a), 200, 340, fill=colour, width=width)
 
 
-def mouth_outline(geometry, features, points=21):
+def _mouth_outline(geometry, features, points=21):
     """Return (xs, upper_ys, lower_ys) of the lips: curve, skew, wave and opening."""
     cx, cy, a, b = geometry
     half_width = 0.36 * a * features["mouth_width"]
@@ -316,12 +316,12 @@ def mouth_outline(geometry, features, points=21):
     return cx + half_width * t, upper, lower
 
 
-def draw_mouth(draw, geometry, look, features):
+def _draw_mouth(draw, geometry, look, features):
     """Draw the mouth: a lip line when closed, a filled opening (maybe teeth) when open."""
     cx, cy, a, b = geometry
-    lip = blend(look["skin"], (90, 20, 25), 0.75)
+    lip = _blend(look["skin"], (90, 20, 25), 0.75)
     width = max(2, int(0.06 * a * look["line_scale"]))
-    xs, upper, lower = mouth_outline(geometry, features)
+    xs, upper, lower = _mouth_outline(geometry, features)
     upper_line = list(zip(xs, upper))
     if features["mouth_open"] < 0.1:
         draw.line(upper_line, fill=lip, width=width, joint="curve")
@@ -335,13 +335,13 @@ def draw_mouth(draw, geometry, look, features):
     draw.line(lower_line, fill=lip, width=width, joint="curve")
 
 
-def draw_cheek_lines(draw, geometry, look, features):
+def _draw_cheek_lines(draw, geometry, look, features):
     """Draw smile lines beside the mouth, darker for stronger smiles."""
     strength = features["cheek_lines"]
     if strength < 0.2:
         return
     cx, cy, a, b = geometry
-    colour = blend(look["skin"], shade(look["skin"], 0.45), strength)
+    colour = _blend(look["skin"], _shade(look["skin"], 0.45), strength)
     width = max(1, int(0.03 * a * look["line_scale"]))
     mouth_y = cy + 0.5 * b
     reach = 0.36 * a * features["mouth_width"] + 0.12 * a
@@ -352,20 +352,20 @@ def draw_cheek_lines(draw, geometry, look, features):
                  fill=colour, width=width)
 
 
-def draw_glasses(draw, geometry, look):
+def _draw_glasses(draw, geometry, look):
     """Draw round glasses over the eyes."""
     cx, cy, a, b = geometry
     frame = (30, 30, 35, 255)
     width = max(1, int(0.035 * a))
     radius = 0.24 * a
-    centres = eye_centres(geometry)
+    centres = _eye_centres(geometry)
     for ex, ey in centres:
         draw.ellipse((ex - radius, ey - radius * 0.8, ex + radius, ey + radius * 0.8), outline=frame, width=width)
     draw.line([(centres[0][0] + radius, centres[0][1]), (centres[1][0] - radius, centres[1][1])],
               fill=frame, width=width)
 
 
-def draw_face_layer(width, height, look, features, work_scale=2):
+def _draw_face_layer(width, height, look, features, work_scale=2):
     """Return an RGBA image of the person on a transparent background, at output size.
 
     Drawing happens at `work_scale` times the output size and is then
@@ -373,16 +373,16 @@ def draw_face_layer(width, height, look, features, work_scale=2):
     """
     canvas = Image.new("RGBA", (width * work_scale, height * work_scale), (0, 0, 0, 0))
     draw = ImageDraw.Draw(canvas)
-    geometry = face_geometry(canvas.width, canvas.height, look)
-    draw_head(draw, geometry, look)
-    draw_hair(draw, geometry, look)
-    draw_eyes(draw, geometry, look, features)
-    draw_nose(draw, geometry, look, features)
-    draw_cheek_lines(draw, geometry, look, features)
-    draw_mouth(draw, geometry, look, features)
-    draw_brows(draw, geometry, look, features)
+    geometry = _face_geometry(canvas.width, canvas.height, look)
+    _draw_head(draw, geometry, look)
+    _draw_hair(draw, geometry, look)
+    _draw_eyes(draw, geometry, look, features)
+    _draw_nose(draw, geometry, look, features)
+    _draw_cheek_lines(draw, geometry, look, features)
+    _draw_mouth(draw, geometry, look, features)
+    _draw_brows(draw, geometry, look, features)
     if look["glasses"]:
-        draw_glasses(draw, geometry, look)
+        _draw_glasses(draw, geometry, look)
     # Nearest-neighbour turning at 2x is cheap; the reduce below smooths it.
     # Premultiplied alpha keeps the transparent surround from darkening the edges.
     turned = canvas.convert("RGBa").rotate(look["angle"], resample=Image.Resampling.NEAREST,
@@ -390,13 +390,13 @@ def draw_face_layer(width, height, look, features, work_scale=2):
     return turned.reduce(work_scale).convert("RGBA")
 
 
-def apply_camera_effects(image, rng):
+def _apply_camera_effects(image, rng):
     """Return `image` with uneven lighting, contrast change, blur and sensor noise."""
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.1)))
     pixels = np.asarray(image, np.float32)
     height, width = pixels.shape[:2]
-    lighting = 1.0 + rng.uniform(0.0, 0.6) * linear_ramp(width, height, rng.uniform(0, 2 * np.pi))
+    lighting = 1.0 + rng.uniform(0.0, 0.6) * _linear_ramp(width, height, rng.uniform(0, 2 * np.pi))
     contrast = rng.uniform(0.65, 1.1)
     brightness = rng.uniform(-25, 25)
     pixels = (pixels - 128.0) * contrast + 128.0 + brightness
@@ -414,12 +414,12 @@ def draw_face(expression, rng, *, size=None, mode=None, intensity=None):
     ((width, height)) or `mode` are given.  `intensity` (0..1) fixes how
     strong the expression is; by default it is random, from subtle to strong.
     """
-    width, height = size if size is not None else random_image_size(rng)
+    width, height = size if size is not None else _random_image_size(rng)
     if mode is None:
         mode = "L" if rng.random() < 0.25 else "RGB"
-    look = random_look(rng)
-    features = expression_features(expression, rng, intensity)
-    background = draw_background(width, height, rng).convert("RGBA")
-    person = draw_face_layer(width, height, look, features)
+    look = _random_look(rng)
+    features = _expression_features(expression, rng, intensity)
+    background = _draw_background(width, height, rng).convert("RGBA")
+    person = _draw_face_layer(width, height, look, features)
     image = Image.alpha_composite(background, person).convert("RGB")
-    return apply_camera_effects(image, rng).convert(mode)
+    return _apply_camera_effects(image, rng).convert(mode)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, faces, plots, report
+from cnnlib import atomic, faces, plots, records
 from cnnlib.errors import DataError, RunError
 
 # Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
@@ -275,7 +275,7 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     seconds = time.perf_counter() - start
     bar.update(frames, final=True)
 
-    csv_path = report.write_csv(out_dir / f"{stem}-faces.csv", [
+    csv_path = records.write_csv(out_dir / f"{stem}-faces.csv", [
         ["frame", "time_s", "face", "x", "y", "w", "h", "predicted", "probability",
          *(f"p_{c}" for c in classes)], *rows])
     figure = plots.plot_expressions(

@@ -48,6 +48,14 @@ def make_class_folders(root, per_class=3, classes=None, folder_names=None):
     return root
 
 
+def assert_figure(path, min_size=(200, 150)):
+    """`path` is a whole PNG of at least `min_size` pixels that shows something."""
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size >= min_size, (image.format, image.size)
+        pixels = np.asarray(image.convert("L"))
+    assert len(np.unique(pixels)) > 8  # drawn, not a blank page
+
+
 @pytest.fixture
 def tiny_data(tmp_path):
     """A data folder with 3 training and 1 validation image per default class."""

@@ -62,6 +62,7 @@ def test_a_damaged_run_is_refused_with_the_file_named(interrupted_run, tmp_path,
     assert message in err and "--model" not in err
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_parameters_and_marks_latest_where_the_run_lives(
         interrupted_run, tmp_path, capsys):
     run_dir, params = interrupted_run
@@ -78,6 +79,7 @@ def test_resume_refuses_other_parameters_and_marks_latest_where_the_run_lives(
     assert "model.keras is missing or damaged" in resume_error(copy, capsys)
 
 
+@pytest.mark.slow
 def test_nothing_is_written_into_the_data_folder(tmp_path, capsys):
     data = make_class_folders(tmp_path / "data", per_class=1)
     os.symlink(data, tmp_path / "link")
@@ -123,6 +125,7 @@ def test_config_files_bind_tuples_and_skip_what_they_do_not_set(tmp_path):
         config.read_config_file(path, config.defaults(cnn_params))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Duplicate name", "ignore:Skipped")
 def test_eval_refuses_what_it_cannot_score(interrupted_run, tmp_path, capsys):
     run_dir, _ = interrupted_run

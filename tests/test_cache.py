@@ -101,14 +101,14 @@ def test_a_warm_load_maps_the_images_instead_of_copying_them(files, tmp_path):
 def test_a_warm_run_maps_the_balanced_set_from_the_cache(tiny_params):
     first = cnn_data.prepare_data(tiny_params)
     second = cnn_data.prepare_data(tiny_params)
-    assert isinstance(second["train_images"], np.memmap)
-    assert isinstance(second["val_images"], np.memmap)
+    assert isinstance(second.train_images, np.memmap)
+    assert isinstance(second.val_images, np.memmap)
     for key in ("train_images", "train_labels", "val_images", "val_labels", "counts_before",
                 "counts_after"):
-        assert np.array_equal(first[key], second[key]), key
-    assert first["weights"] == second["weights"]
+        assert np.array_equal(getattr(first, key), getattr(second, key)), key
+    assert first.weights == second.weights
     # Another seed draws other noisy copies: another balanced set, same decoded files.
     other = cnn_data.prepare_data({**tiny_params, "seed": 7})
     assert len(list(Path(tiny_params["cache_dir"]).glob("balanced-*.npz"))) == 2
     assert len(list(Path(tiny_params["cache_dir"]).glob("images-*.npz"))) == 2  # train, val
-    assert np.array_equal(other["val_images"], first["val_images"])
+    assert np.array_equal(other.val_images, first.val_images)

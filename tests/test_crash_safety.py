@@ -54,6 +54,7 @@ def run_script(args, timeout=180, script=None):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target,when,nth", KILL_POINTS)
 def test_a_kill_at_any_write_resumes_to_every_epoch_once(tiny_tree, tmp_path, target, when, nth):
     runs_dir = tmp_path / "runs"
@@ -87,6 +88,7 @@ def test_a_kill_at_any_write_resumes_to_every_epoch_once(tiny_tree, tmp_path, ta
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_is_not_latest_and_keeps_its_last_good_epoch(tiny_params):
     def poison(batch, logs=None):  # from epoch 2 on, the weights are NaN
         if poison.epoch == 1 and batch == 0:
@@ -110,6 +112,7 @@ def test_a_diverging_run_stops_is_not_latest_and_keeps_its_last_good_epoch(tiny_
     assert np.isfinite(weights).all()
 
 
+@pytest.mark.slow
 def test_a_model_copied_out_of_its_run_keeps_its_classes(tiny_params, tmp_path, capsys):
     seven = make_class_folders(tmp_path / "seven", per_class=2,
                                classes=["anger", "disgust", "fear", "happy", "neutral", "sad",
@@ -171,6 +174,7 @@ def test_bad_input_to_the_scripts_is_one_sentence_and_no_traceback(tmp_path):
         assert message in done.stderr, (args, done.stderr)
 
 
+@pytest.mark.slow
 def test_damaged_run_folders_cannot_resume_and_say_why(tiny_params, tmp_path, capsys):
     def stop(epoch, logs=None):
         raise KeyboardInterrupt  # after epoch 1's files are written
@@ -241,16 +245,16 @@ def test_a_large_non_image_file_is_skipped_after_reading_its_head(tmp_path, monk
 
 def test_byte_identical_train_and_validation_files_are_a_warning(tmp_path):
     import cnn_data
-    from cnnlib import layouts
+    from cnnlib import files
 
     data = make_class_folders(tmp_path / "data", per_class=2)
     leak = data / "validation" / "anger" / "copy.jpg"
     shutil.copyfile(data / "train" / "anger" / "img0.jpg", leak)
-    pairs = layouts.identical_files(
+    pairs = files.identical_files(
         sorted((data / "train").rglob("*.*")), sorted((data / "validation").rglob("*.*")))
     assert pairs == [(data / "train" / "anger" / "img0.jpg", leak)]
     params = {**cnn_run.config.defaults(cnn_run.cnn_params), "data_dir": str(data),
               "cache_dir": "", "image_size": 16}
     with pytest.warns(UserWarning, match="1 validation image.* byte-identical"):
         prepared = cnn_data.prepare_data(params)
-    assert len(prepared["leaks"]) == 1
+    assert len(prepared.leaks) == 1

@@ -22,7 +22,8 @@ import cnn_data
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import devices, distribute, runs
+from cnnlib import cluster, devices, multiworker, runs
+from cnnlib.prepared import PreparedData
 from cnnlib.errors import ConfigError
 from conftest import ROOT, write_image
 
@@ -103,6 +104,7 @@ def fingerprints(output):
             for line in output.splitlines() if "weights after training" in line]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_path):
     data = learnable_folders(tmp_path / "data")
     common = [f"--data_dir={data}", f"--cache_dir={tmp_path / 'cache'}", "--image_size=32",
@@ -161,6 +163,7 @@ def test_mirrored_over_two_cpu_devices_trains_like_one_device_and_resumes(tmp_pa
     assert runs.read_json(cut / "run_info.json")["devices"]["replicas"] == 2  # as it ended
 
 
+@pytest.mark.slow
 def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     data = learnable_folders(tmp_path / "data", per_class=4)
     chief, worker = tmp_path / "chief", tmp_path / "worker"
@@ -183,10 +186,11 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     info = runs.read_json(run_dir / "run_info.json")
     assert info["devices"]["distribute"] == "multiworker" and info["devices"]["replicas"] == 2
     model = cnn_model.load_model(run_dir / "model.keras")
-    assert distribute.fingerprint(model) == fingerprints(chief_out)[0]  # saved = trained
+    assert multiworker.fingerprint(model) == fingerprints(chief_out)[0]  # saved = trained
     assert (run_dir / "metrics.json").is_file() and (run_dir / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_two_workers_resume_a_run_from_the_chiefs_checkpoint(tmp_path):
     data = learnable_folders(tmp_path / "data", per_class=4)
     chief, worker = tmp_path / "chief", tmp_path / "worker"
@@ -216,6 +220,7 @@ def test_two_workers_resume_a_run_from_the_chiefs_checkpoint(tmp_path):
     assert (cut / "metrics.json").is_file() and not (worker / "runs").exists()
 
 
+@pytest.mark.slow
 def test_bfloat16_trains_and_saves_a_float32_model(tiny_params):
     run_dir = cnn_run.run({**tiny_params, "mixed_precision": "bfloat16"})
     model = cnn_model.load_model(run_dir / "model.keras")
@@ -234,6 +239,7 @@ def test_bfloat16_trains_and_saves_a_float32_model(tiny_params):
     assert runs.read_json(run_dir / "run_info.json")["devices"]["devices"][0]["kind"] == "CPU"
 
 
+@pytest.mark.slow
 def test_a_mixed_model_converts_both_ways_with_its_optimizer_state():
     model = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, True, 1e-3, seed=3,
                                   precision="bfloat16")
@@ -268,12 +274,12 @@ def test_a_gpu_asked_for_where_there_is_none_says_why(tiny_params, capsys, monke
 
 def test_device_and_cluster_mistakes_are_one_clear_error(monkeypatch, capsys, tiny_params):
     with pytest.raises(ConfigError, match="TF_CONFIG"):
-        distribute.read_tf_config("")
+        cluster.read_tf_config("")
     with pytest.raises(ConfigError, match="not a usable cluster"):
-        distribute.read_tf_config('{"cluster": {"worker": ["a:1"]}, "task": {"index": 3}}')
-    cluster, task = distribute.read_tf_config(
+        cluster.read_tf_config('{"cluster": {"worker": ["a:1"]}, "task": {"index": 3}}')
+    found, task = cluster.read_tf_config(
         '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
-    assert task == {"type": "worker", "index": 1} and len(cluster["worker"]) == 2
+    assert task == {"type": "worker", "index": 1} and len(found["worker"]) == 2
     with pytest.raises(ConfigError, match="--distribute=mirrored only"):
         devices.configure("auto", "none", 2)
     monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -305,6 +311,7 @@ def test_the_gpu_requirements_are_the_cpu_ones_with_the_gpu_build():
     assert not any(line.startswith("tensorflow-cpu") for line in gpu)
 
 
+@pytest.mark.slow
 def test_the_multiworker_loop_matches_model_fit_on_the_same_batches():
     # The loop under a one-device strategy against Keras' fit on the same order.
     import tensorflow as tf
@@ -313,16 +320,15 @@ def test_the_multiworker_loop_matches_model_fit_on_the_same_batches():
     images = rng.integers(0, 256, (40, 32, 32, 1), dtype=np.uint8)  # 32 + a partial batch
     labels = rng.integers(0, 8, 40)
     weights = {c: 1.0 + c / 10 for c in range(8)}
-    params = {**cnn_run.config.defaults(cnn_params), "epochs": 1, "verbose": 0,
-              "seed": 5, "batch_size": 32}
-    data = {"train_images": images, "train_labels": labels, "val_images": images[:12],
-            "val_labels": labels[:12], "weights": weights}
+    counts = np.bincount(labels, minlength=8)
+    data = PreparedData(classes=cnn_params.CLASSES, aliases={}, train_images=images,
+                        train_labels=labels, val_images=images[:12], val_labels=labels[:12],
+                        counts_before=counts, counts_after=counts, weights=weights)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    setup = {"strategy": strategy, "kind": "multiworker", "chief": True, "worker": 0,
-             "workers": 1, "replicas": 1, "workers_wait": False}
+    setup = cluster.DeviceSetup(kind="multiworker", strategy=strategy)
     with strategy.scope():
         ours = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, False, 1e-3, seed=1)
-    rows = distribute.fit(setup, ours, data, params)
+    rows = multiworker.fit(setup, ours, data, epochs=1, batch_size=32, seed=5, verbose=0)
 
     keras_model = cnn_model.build_model(cnn_params.LAYERS, 8, 32, 1, False, 1e-3, seed=1)
     order = np.random.default_rng([5, 0]).permutation(40)  # the loop's first epoch

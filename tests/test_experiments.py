@@ -10,7 +10,8 @@ import cnn_data
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import layouts, report, runs
+from cnnlib.labels import class_lookup
+from cnnlib import layouts, metrics, runs
 from conftest import write_image
 
 
@@ -22,6 +23,7 @@ def labelled_test_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_dir):
     tiny_params.update(compare=True, epochs=2, test_dir=str(labelled_test_dir))
     run_dir = cnn_run.run(tiny_params)
@@ -44,29 +46,30 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
     # Table 3 equals a fresh evaluate of the saved models on the same sets.
     params = runs.read_json(run_dir / "params.json")
     data = cnn_data.prepare_data(params)
-    test = cnn_data.load_test_set(params["test_dir"], layouts.class_lookup(
+    test = cnn_data.load_test_set(params["test_dir"], class_lookup(
         cnn_params.CLASSES, cnn_params.ALIASES), 32, 1)
-    sets = {"train": (data["train_images"], data["train_labels"]),
-            "validation": (data["val_images"], data["val_labels"]), "test": test}
+    sets = {"train": (data.train_images, data.train_labels),
+            "validation": (data.val_images, data.val_labels), "test": test}
     column = 1
     for variant in ("no_dropout", "dropout"):
         model = cnn_model.load_model(run_dir / variant / "model.keras")
         for split in ("train", "validation", "test"):
-            fresh = cnn_model.evaluate_model(model, cnn_data.make_dataset(*sets[split], 8, 32))
+            fresh = model.evaluate(cnn_data.make_dataset(*sets[split], 8, 32), verbose=0,
+                                   return_dict=True)  # Keras' own, batch by batch
             assert float(acc[column]) == pytest.approx(fresh["accuracy"], abs=6e-4)
             assert float(loss[column]) == pytest.approx(fresh["loss"], abs=6e-4)
             column += 1
 
     # The confusion matrix counts every validation image once.
     matrix = np.loadtxt(run_dir / "dropout" / "confusion.csv", delimiter=",", skiprows=1)
-    assert matrix.shape == (8, 8) and matrix.sum() == len(data["val_labels"])
+    assert matrix.shape == (8, 8) and matrix.sum() == len(data.val_labels)
 
 
 def test_per_class_scores_make_a_one_class_model_obvious():
     true = np.array([0, 0, 1, 1, 2, 2])
-    matrix = report.confusion_matrix(true, np.zeros(6, dtype=int), 3)
+    matrix = metrics.confusion_matrix(true, np.zeros(6, dtype=int), 3)
     assert matrix.tolist() == [[2, 0, 0], [2, 0, 0], [2, 0, 0]]
-    scores = report.per_class_scores(matrix)
+    scores = metrics.per_class_scores(matrix)
     assert scores[0]["recall"] == 1.0 and scores[0]["precision"] == pytest.approx(1 / 3)
     assert [s["f1"] for s in scores[1:]] == [0.0, 0.0]
     assert [s["support"] for s in scores] == [2, 2, 2]
@@ -84,6 +87,7 @@ def epochs_started(record):
     return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: record.append(epoch))
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     tiny_params.update(epochs=3)
     whole = cnn_run.run(tiny_params)
@@ -108,7 +112,6 @@ def test_an_interrupted_run_resumes_with_each_epoch_once(tiny_params, tmp_path):
     for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
         assert history[key][0] == pytest.approx(whole_history[key][0], abs=1e-6)
     assert (cut / "metrics.json").is_file()
-    assert not (cut / "backup").exists()  # Keras removes its backup once finished
 
 
 def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):
@@ -116,6 +119,7 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tmp_path, capsys):
     assert "Failed to find the run nothing" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_stopped_after_training_keeps_its_model_on_resume(tiny_params, tmp_path):
     def stop_at_train_end(logs=None):
         raise KeyboardInterrupt  # after Keras has finished (and removed its backup)
@@ -136,16 +140,16 @@ def test_a_run_stopped_after_training_keeps_its_model_on_resume(tiny_params, tmp
 
 def test_summary_scores_and_wilson_intervals():
     # 10 images of two classes: recalls 5/6 and 2/4.
-    scores = report.summary_scores(np.array([[5, 1], [2, 2]]))
+    scores = metrics.summary_scores(np.array([[5, 1], [2, 2]]))
     assert scores["accuracy"] == pytest.approx(0.7)
     assert scores["balanced_accuracy"] == pytest.approx((5 / 6 + 2 / 4) / 2)
     f1_first = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6)
     f1_second = 2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4)
     assert scores["macro_f1"] == pytest.approx((f1_first + f1_second) / 2)
     # Wilson at 7 of 8 (the report's test images): about +-0.22, never past 1.
-    low, high = report.wilson_interval(7, 8)
+    low, high = metrics.wilson_interval(7, 8)
     assert low == pytest.approx(0.529, abs=1e-3) and high == pytest.approx(0.978, abs=1e-3)
-    assert report.wilson_interval(8, 8)[1] == 1.0 and report.wilson_interval(0, 8)[0] == 0.0
+    assert metrics.wilson_interval(8, 8)[1] == 1.0 and metrics.wilson_interval(0, 8)[0] == 0.0
     # A class absent from the truth does not drag the balanced accuracy down.
-    absent = report.summary_scores(np.array([[3, 0, 1], [0, 0, 0], [0, 0, 4]]))
+    absent = metrics.summary_scores(np.array([[3, 0, 1], [0, 0, 0], [0, 0, 4]]))
     assert absent["balanced_accuracy"] == pytest.approx((3 / 4 + 1) / 2)

@@ -12,8 +12,8 @@ import cnn_data
 import cnn_eval
 import cnn_model
 import cnn_params
-from cnnlib import cache, faces, video
-from conftest import SHARED_SET
+from cnnlib import cache, config, faces, video
+from conftest import SHARED_SET, assert_figure
 
 cv2 = faces.opencv()
 
@@ -86,6 +86,7 @@ def test_two_pasted_faces_give_exactly_two_boxes_at_their_places(tmp_path):
     assert inside(boxes[0], places[0]) and inside(boxes[1], places[1])
 
 
+@pytest.mark.slow
 @needs_shared
 def test_eval_marks_each_face_of_a_photo_and_prints_a_line_each(tmp_path, model_path, capsys):
     path, places = scene_with_two_faces(tmp_path)
@@ -108,6 +109,7 @@ def test_eval_marks_each_face_of_a_photo_and_prints_a_line_each(tmp_path, model_
     assert digest(path) == before  # the user's photo is never written to
 
 
+@pytest.mark.slow
 @needs_shared
 def test_auto_scores_a_crop_whole_and_finds_faces_in_a_photo(tmp_path, model_path, capsys):
     crop = tmp_path / "crop.jpg"
@@ -127,6 +129,7 @@ def test_the_auto_rule():
     assert faces.face_mode("True") == "true" and faces.face_mode("AUTO") == "auto"
 
 
+@pytest.mark.slow
 def test_photos_without_a_usable_face_say_so_and_are_not_errors(tmp_path, model_path, capsys):
     blank = tmp_path / "wall.jpg"
     Image.new("RGB", (640, 480), (200, 190, 180)).save(blank)
@@ -141,6 +144,7 @@ def test_photos_without_a_usable_face_say_so_and_are_not_errors(tmp_path, model_
     assert not list(model_path.parent.glob("eval-*"))  # no face, nothing to save
 
 
+@pytest.mark.slow
 @needs_shared
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
 def test_grayscale_colour_and_alpha_photos_are_read(tmp_path, model_path, capsys, mode):
@@ -188,6 +192,7 @@ def count_frames(path):
     return count
 
 
+@pytest.mark.slow
 @needs_shared
 def test_a_video_gives_one_row_per_frame_and_face_and_as_many_frames(tmp_path, model_path,
                                                                       capsys):
@@ -208,12 +213,13 @@ def test_a_video_gives_one_row_per_frame_and_face_and_as_many_frames(tmp_path, m
     assert float(rows[-1]["time_s"]) == pytest.approx(2.3)  # frame 23 at 10 frames/s
     probabilities = np.array([[float(r[f"p_{c}"]) for c in cnn_params.CLASSES] for r in rows])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
-    assert (folder / "clip-expressions.png").stat().st_size > 10_000
+    assert_figure(folder / "clip-expressions.png")
     assert "24 frame(s), 48 face row(s), 2 face(s) followed" in out
     assert "frames/s" in out
     assert digest(clip) == before
 
 
+@pytest.mark.slow
 @needs_shared
 def test_the_webcam_path_is_the_file_path(tmp_path, model_path):
     # --camera=N only opens another capture; the rest is this call, with live times.
@@ -227,6 +233,7 @@ def test_the_webcam_path_is_the_file_path(tmp_path, model_path):
     assert summary["rows"] == 10 and summary["fps"] > 0
 
 
+@pytest.mark.slow
 def test_a_missing_webcam_is_one_clear_error(model_path, capfd):
     assert cnn_eval.main(["--camera=7", f"--model={model_path}"]) == 2
     err = capfd.readouterr().err.strip().splitlines()
@@ -250,6 +257,7 @@ def broken_videos(folder):
             "frameless.avi": "has no frame OpenCV can read"}
 
 
+@pytest.mark.slow
 def test_bad_videos_get_one_sentence_and_no_traceback(tmp_path, model_path, capfd):
     expected = broken_videos(tmp_path)
     before = {name: digest(tmp_path / name) for name in expected}
@@ -261,6 +269,7 @@ def test_bad_videos_get_one_sentence_and_no_traceback(tmp_path, model_path, capf
     assert not list(model_path.parent.glob("eval-*"))  # no empty output folder left behind
 
 
+@pytest.mark.slow
 def test_a_truncated_avi_keeps_the_frames_it_has(tmp_path, model_path, capsys):
     frames = [np.full((48, 64, 3), 8 * i, np.uint8) for i in range(30)]
     whole = write_video(tmp_path / "whole.avi", frames, "MJPG").read_bytes()
@@ -315,6 +324,7 @@ def test_face_crops_for_training_skip_faceless_files_and_are_cached(tmp_path):
     assert cache.cache_key([path], 32, 1, tag) != cache.cache_key([path], 32, 1)
 
 
+@pytest.mark.slow
 @needs_shared
 def test_training_can_crop_each_image_to_its_face(tmp_path, capsys):
     first, second = shared_faces(2, 150)
@@ -325,14 +335,16 @@ def test_training_can_crop_each_image_to_its_face(tmp_path, capsys):
             (tmp_path / "data" / split / name).mkdir(parents=True)
             Image.fromarray(scene).save(tmp_path / "data" / split / name / "photo.png")
     Image.new("L", (500, 300), 110).save(tmp_path / "data" / "train" / "sad" / "wall.png")
+    params = {**config.defaults(cnn_params), "data_dir": str(tmp_path / "data"),
+              "classes": ["auto"], "image_size": 32, "cache_dir": str(tmp_path / "cache"),
+              "crop_faces": True, "augment": False, "test_dir": ""}
     with pytest.warns(UserWarning, match="wall.png: no face found"):
-        data = cnn_data.load_data(tmp_path / "data", ["auto"], {}, 32, 1,
-                                  cache_dir=str(tmp_path / "cache"), crop_faces=True)
+        data = cnn_data.prepare_data(params)  # what training calls
     assert "Cropping each image to its largest face" in capsys.readouterr().out
-    images, labels, paths = data["train"]
-    assert images.shape == (2, 32, 32, 1) and [p.name for p in paths] == ["photo.png"] * 2
-    assert any("wall.png" in path for path, _ in data["skipped"])
-    scene = np.asarray(Image.open(paths[0]))[..., None]
+    images = data.train_images
+    assert images.shape == (2, 32, 32, 1) and data.train_labels.tolist() == [0, 1]
+    assert any("wall.png" in path for path, _ in data.skipped)
+    scene = np.asarray(Image.open(tmp_path / "data" / "train" / "happy" / "photo.png"))[..., None]
     box = faces.largest(faces.detect_faces(scene[..., 0]))
     assert 190 <= box[0] and box[0] + box[2] <= 360  # the face, not the wall around it
     np.testing.assert_array_equal(images[0], faces.crop_face(scene, box, 0.1, 32))

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from cnnlib import compare, intervals, report
+from cnnlib import compare, intervals, metrics, records
 from conftest import ROOT
 
 # A known case: fixed class sizes, each image right with its class's rate, a wrong
@@ -36,7 +36,7 @@ def _population_macro_f1(sizes=SIZES, rates=RATES):
 
 def test_wilson_matches_report_and_names_its_method():
     interval = intervals.wilson(7, 8)
-    assert (interval.low, interval.high) == pytest.approx(report.wilson_interval(7, 8), abs=1e-4)
+    assert (interval.low, interval.high) == pytest.approx(metrics.wilson_interval(7, 8), abs=1e-4)
     assert interval.method == "Wilson" and interval.level == 0.95
     assert intervals.wilson(0, 0).as_dict() == {"low": 0.0, "high": 1.0, "method": "Wilson",
                                                 "level": 0.95}
@@ -46,7 +46,7 @@ def test_resampled_scores_agree_with_report():
     rng = np.random.default_rng(3)
     true, predicted = _simulate(rng)
     scores = intervals.resampled_scores(true, predicted, 3)
-    summary = report.summary_scores(report.confusion_matrix(true, predicted, 3))
+    summary = metrics.summary_scores(metrics.confusion_matrix(true, predicted, 3))
     for name in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert scores[name][0] == pytest.approx(summary[name])
 
@@ -134,7 +134,7 @@ def _write_predictions(path, paths, true, predicted, classes=("anger", "happy", 
     for file, t, p in zip(paths, true, predicted):
         probabilities = [0.8 if c == p else 0.2 / (len(classes) - 1) for c in classes]
         rows.append([file, t, p, "0.8", int(t == p), *probabilities])
-    report.write_csv(path, rows)
+    records.write_csv(path, rows)
     return path
 
 

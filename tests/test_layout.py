@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, make_class_folders
 
 SCRIPTS = ["cnn_params", "cnn_data", "cnn_model", "cnn_run", "cnn_eval"]
@@ -71,6 +73,7 @@ def test_imports_flow_one_way_with_no_cycle():
         visit(node, [])
 
 
+@pytest.mark.slow
 def test_a_training_run_starts_quietly(tmp_path):
     data = make_class_folders(tmp_path / "data")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CNN_TF_LOGS")}

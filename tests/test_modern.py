@@ -117,6 +117,7 @@ def test_adamw_with_cosine_warmup_and_label_smoothing_compile_as_asked():
     assert model.loss.get_config()["label_smoothing"] == 0.1
 
 
+@pytest.mark.slow
 def test_a_modern_run_trains_records_the_config_and_eval_uses_tta(tiny_params, tmp_path,
                                                                  capsys):
     config_file = tmp_path / "tiny_modern.py"

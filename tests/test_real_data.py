@@ -11,7 +11,8 @@ from PIL import Image
 import cnn_data
 import cnn_params
 import cnn_run
-from cnnlib import layouts
+from cnnlib.labels import class_lookup, label_from_filename
+from cnnlib import files, layouts
 from conftest import SHARED_SET, make_class_folders, write_image
 
 CLASSES, ALIASES = cnn_params.CLASSES, cnn_params.ALIASES
@@ -48,7 +49,7 @@ def bad_files(folder):
 
 def test_each_bad_file_is_read_or_skipped_by_name(tmp_path):
     expected = bad_files(tmp_path / "files")
-    paths = layouts.list_images([tmp_path / "files"])
+    paths = files.list_images([tmp_path / "files"])
     assert sorted(p.name for p in paths) == sorted(expected)  # notes.txt passed over
     before = {p.name: p.read_bytes() for p in (tmp_path / "files").iterdir()}
     with pytest.warns(UserWarning, match="Skipped .*(empty|truncated|text).jpg"):
@@ -134,9 +135,9 @@ def test_blank_labels_and_images_beside_the_csv_are_unlabeled(tmp_path):
     assert found["classes"] == ["happiness", "sad"]
     assert [p.name for p in found["unlabeled"]] == ["c.jpg", "d.jpg"]
     # Found classes keep the other names of the class they match: happy.jpg counts.
-    lookup = layouts.class_lookup(found["classes"], found["aliases"])
-    assert layouts.label_from_filename("happy.jpg", lookup) == 0
-    assert layouts.label_from_filename("triste_2.jpg", lookup) == 1
+    lookup = class_lookup(found["classes"], found["aliases"])
+    assert label_from_filename("happy.jpg", lookup) == 0
+    assert label_from_filename("triste_2.jpg", lookup) == 1
 
 
 def test_a_label_outside_the_classes_is_an_error_unless_auto(tmp_path):
@@ -184,8 +185,8 @@ def test_prepare_data_reports_bad_files_and_strict_refuses_them(tiny_params, tmp
     tiny_params["data_dir"] = str(data)
     with pytest.warns(UserWarning, match="broken.jpg"):
         prepared = cnn_data.prepare_data(tiny_params)
-    assert [p.split("/")[-1] for p, _ in prepared["skipped"]] == ["broken.jpg"]
-    assert prepared["counts_before"].tolist() == [3] * 8
+    assert [p.split("/")[-1] for p, _ in prepared.skipped] == ["broken.jpg"]
+    assert prepared.counts_before.tolist() == [3] * 8
     with pytest.raises(cnn_data.DataError, match="--strict=True and 1 file.*broken.jpg.*without --strict"):
         with pytest.warns(UserWarning, match="Skipped .*broken.jpg"):
             cnn_data.prepare_data({**tiny_params, "strict": True})
@@ -255,6 +256,6 @@ def test_list_images_reads_folders_files_and_txt_lists(tmp_path):
     b = write_image(folder / "b.png", (20, 20), fmt="PNG")
     listing = tmp_path / "list.txt"
     listing.write_text(f"{a}\n\n{b}\n")
-    assert layouts.list_images([listing, folder, a]) == [a, b, b, a]
+    assert files.list_images([listing, folder, a]) == [a, b, b, a]
     with pytest.raises(cnn_data.DataError, match="Failed to find .*nothing.jpg"):
-        layouts.list_images([tmp_path / "nothing.jpg"])
+        files.list_images([tmp_path / "nothing.jpg"])

@@ -12,8 +12,8 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import layouts, runs, standin
-from conftest import ROOT, write_image
+from cnnlib import files, layouts, metrics, runs, standin
+from conftest import ROOT, assert_figure, write_image
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def test_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test_dir, capsys):
     tiny_params["test_dir"] = str(test_dir)
     run_dir = cnn_run.run(tiny_params)
@@ -55,11 +56,12 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     assert out.count("predicted") == 9
     assert "over 8 labelled image(s)" in out
     figures = list(run_dir.glob("predictions-*.png"))
-    assert len(figures) == 1 and figures[0].stat().st_size > 10_000
+    assert len(figures) == 1
+    assert_figure(figures[0])
 
     # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
-    paths = layouts.list_images([test_dir])
+    paths = files.list_images([test_dir])
     results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
                                                 cnn_params.ALIASES, 32, 1)
     labelled = [r["probabilities"] for r in results if r["true"] is not None]
@@ -68,6 +70,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     assert summary["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_a_second_run_never_touches_the_first(tiny_params):
     first = cnn_run.run(tiny_params)
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
@@ -78,6 +81,7 @@ def test_a_second_run_never_touches_the_first(tiny_params):
     assert runs.latest_run(tiny_params["runs_dir"]) == second
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_history_and_model(tiny_params):
     x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 1), dtype=np.uint8)
     histories, predictions = [], []
@@ -90,6 +94,7 @@ def test_same_seed_gives_the_same_history_and_model(tiny_params):
     np.testing.assert_allclose(predictions[0], predictions[1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_params):
     # A learning rate this high makes the validation loss stop improving at once.
     params = {**tiny_params, "epochs": 8, "early_stopping": 1, "learning_rate": 0.05}
@@ -99,9 +104,9 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tiny_params):
     assert len(history["epoch"]) < 8
     assert best == len(history["epoch"]) - 2  # patience 1: one epoch past the best
     data = cnn_data.prepare_data(params)
-    validation = cnn_data.make_dataset(data["val_images"], data["val_labels"], 8, 32)
-    saved = cnn_model.evaluate_model(cnn_model.load_model(run_dir / "model.keras"), validation)
-    assert saved["loss"] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    saved, _ = metrics.score_split(cnn_model.load_model(run_dir / "model.keras"),
+                                   data.val_images, data.val_labels, 8, 32)
+    assert saved.loss == pytest.approx(history["val_loss"][best], rel=1e-4)
     assert runs.read_state(run_dir) == {"epochs_done": len(history["epoch"]), "epochs": 8,
                                         "finished": True,
                                         "best_val_loss": pytest.approx(min(history["val_loss"]))}
@@ -127,6 +132,7 @@ def test_eval_without_a_run_says_to_train_first(tmp_path, capsys):
     assert "run `python cnn_run.py` first" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     tiny_params.update(data_dir=cnn_params.DATA_DIR,
@@ -136,10 +142,10 @@ def test_default_folder_generates_a_marked_standin(tiny_params, tmp_path, monkey
     out = capsys.readouterr().out
     assert "synthetic stand-in for QIDER" in out
     assert standin.is_standin(tmp_path / cnn_params.DATA_DIR)
-    assert data["standin"]
-    assert data["counts_before"].tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
-    assert data["counts_after"].tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
-    assert len(data["val_labels"]) == 18
+    assert data.standin
+    assert data.counts_before.tolist() == [3, 2, 2, 2, 4, 1, 2, 2]
+    assert data.counts_after.tolist() == [4, 4, 4, 4, 4, 4, 4, 4]
+    assert len(data.val_labels) == 18
 
 
 def test_committed_test_images_are_eight_rgb_jpegs_named_after_classes():

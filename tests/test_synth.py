@@ -76,6 +76,7 @@ def test_images_vary_in_size_and_mode(tiny_set):
     assert modes == {"RGB", "L"}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes_whatever_the_workers(tiny_set, tmp_path):
     folder, _ = tiny_set
     again = tmp_path / "again"

@@ -13,7 +13,7 @@ import cnn_data
 import cnn_eval
 import cnn_params
 import cnn_run
-from cnnlib import config, layouts, report
+from cnnlib import config, layouts, metrics
 from conftest import ROOT, make_class_folders, write_image
 
 CLASSES = cnn_params.CLASSES
@@ -45,11 +45,12 @@ def test_a_test_split_is_table3s_test_column_and_the_run_says_so(trained):
     assert len(metrics["test_probabilities"]) == 8  # the 8 test/ images, not test_images/
 
 
+@pytest.mark.slow
 def test_without_a_test_split_the_test_images_stay_the_test_set(tiny_params, capsys):
     data = cnn_data.prepare_data(tiny_params)
     assert (f"Test set (Table 3's \"test\" column): the labelled images in "
             f"{tiny_params['test_dir']} (8 images)") in capsys.readouterr().out
-    assert len(data["test"][1]) == 8 and data["test"][0].shape[1:] == (32, 32, 1)
+    assert len(data.test[1]) == 8 and data.test[0].shape[1:] == (32, 32, 1)
 
 
 def write_test_set(folder):
@@ -62,6 +63,7 @@ def write_test_set(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predictions(
         trained, tmp_path, capsys):
     run_dir, _, _ = trained
@@ -75,7 +77,7 @@ def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predicti
     # angry/ is anger, Happy/ happy, sadness/ sad, surpresa/ surprise: the training aliases.
     assert {name.split("/")[0]: true for name, true, *_ in lines} == {
         "angry": "anger", "Happy": "happy", "sadness": "sad", "surpresa": "surprise"}
-    recomputed = report.confusion_matrix([CLASSES.index(t) for _, t, *_ in lines],
+    recomputed = metrics.confusion_matrix([CLASSES.index(t) for _, t, *_ in lines],
                                          [CLASSES.index(p) for _, _, p, *_ in lines], 8)
     folder = next(run_dir.glob("eval-*"))
     written = np.loadtxt(folder / "confusion.csv", delimiter=",", skiprows=1, dtype=int)
@@ -101,6 +103,7 @@ def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predicti
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_class_the_model_does_not_know_is_one_error_naming_both_sets(trained, tmp_path,
                                                                       capsys):
     run_dir, _, _ = trained
@@ -116,6 +119,7 @@ def test_a_class_the_model_does_not_know_is_one_error_naming_both_sets(trained, 
     assert sorted(run_dir.glob("eval-*")) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_the_test_split_of_a_data_folder_and_csv_rows_marked_test(trained, tmp_path, capsys):
     run_dir, data, _ = trained
     assert cnn_eval.main([str(data), f"--model={run_dir / 'model.keras'}"]) == 0
