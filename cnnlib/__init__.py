@@ -23,6 +23,14 @@ Modules, roughly in the order a run uses them:
   plots           figures (matplotlib, PNG)
   faces           the face detector (OpenCV): find, crop and mark faces in photos
   video           expressions of the faces in a video or a webcam's frames
+  finetune        a run that starts from a saved model: class map, new head, frozen backbone
+  intervals       Wilson and bootstrap intervals, paired comparison of two models
+  compare         `python -m cnnlib.compare A B`: two runs' or prediction files' comparison
+  calibration     calibration error, reliability diagrams, temperature scaling
+  near_duplicates perceptual hashes and near-duplicate groups across sets
+  subject_split   a training/validation split that keeps each subject on one side
+  export          --export: saved_model, ONNX and TFLite files, verified against Keras
+  server          --serve: the local page and JSON API
 
 Data flows one way: cnn_params -> cnn_data -> cnn_model -> cnn_run / cnn_eval, and
 each of them may use this package; nothing here imports one of those scripts.

@@ -2,6 +2,7 @@
 
 Offers, in the order `python cnn_eval.py --export=FORMAT` calls them:
   OPTIONS                                 the flags this adds to cnn_eval.py, with defaults
+  ImageSet                                a record: images, labels and where they came from
   contract(model, model_path, trained, min_face) -> preprocessing.json's dict: input size,
                                              channels, pixel range, classes, face settings
   verification_images(model_path, trained, given, ...) -> (check, calibration) ImageSets:
@@ -11,6 +12,7 @@ Offers, in the order `python cnn_eval.py --export=FORMAT` calls them:
     convert(model, fmt, folder, calibration) -> {variant: path} of the exported files
     score(path, images)                   -> (probabilities [N, classes], ms per image)
     compare(reference, probabilities, labels) -> agreement, differences, accuracies
+  print_report(folder, report)            prints what was written and how it verified
 
 Formats (FORMATS): "saved_model" (Keras' own model.export, TensorFlow Serving's format,
 scored with TensorFlow), "onnx" (Keras' own model.export(format="onnx"), which drives
@@ -38,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, decode, files, labels, layouts, runs
+from cnnlib import atomic, decode, files, layouts, runs
+from cnnlib.labels import class_lookup, label_from_filename
 from cnnlib.errors import DataError, ModelError, UserError
 
 FORMATS = ("saved_model", "onnx", "tflite")
@@ -156,7 +159,7 @@ def verification_images(model_path, trained, given=(), test_dir="test_images",
     See the module's docstring for which images are used. Raises DataError when
     there are none.
     """
-    lookup = labels.class_lookup(trained["classes"], trained["aliases"])
+    lookup = class_lookup(trained["classes"], trained["aliases"])
     found = _run_dataset(model_path, trained)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a skipped file is counted, not listed
@@ -165,7 +168,7 @@ def verification_images(model_path, trained, given=(), test_dir="test_images",
             if not paths:
                 raise DataError(f"No image found in {', '.join(map(str, given or [test_dir]))}"
                                 f" to verify the export with: give image files or folders.")
-            labels = [labels.label_from_filename(p, lookup) for p in paths]
+            labels = [label_from_filename(p, lookup) for p in paths]
             paths, labels = _sample(paths, [-1 if v is None else v for v in labels],
                                     check_count)
             check = _load(paths, labels, trained, min_face,

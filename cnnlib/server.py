@@ -3,6 +3,8 @@
 Offers, in the order `cnn_eval.py --serve` calls them:
   OPTIONS                                  the flags this adds to cnn_eval.py, with defaults
   bare_serve(argv)                         -> argv with a bare --serve made --serve=8000
+  Limits                                   a record: body bytes, pixels, concurrent requests
+  check_limits(params)                     -> Limits of the flags, or ConfigError
   load_predictor(model, model_path, trained, min_face) -> Predictor: the model, loaded once,
                                               its compiled call and its facts
   read_image(data, channels, max_pixels)   -> (pixels uint8 [H, W, C], gray uint8 [H, W]);

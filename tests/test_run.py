@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -127,9 +129,39 @@ def test_unknown_parameter_is_one_clear_error(capsys):
     assert "--model" in capsys.readouterr().err
 
 
-def test_eval_without_a_run_says_to_train_first(tmp_path, capsys):
-    assert cnn_eval.main([f"--runs_dir={tmp_path}"]) == 2
-    assert "run `python cnn_run.py` first" in capsys.readouterr().err
+def test_eval_without_a_run_or_shipped_model_says_to_train_first(tmp_path, capsys):
+    with pytest.raises(cnn_eval.ModelError, match="run `python cnn_run.py` first"):
+        cnn_eval.find_models("", tmp_path / "runs", models_dir=tmp_path / "models")
+
+
+@pytest.mark.slow
+def test_eval_without_a_run_scores_with_the_shipped_model_outside_models(tmp_path):
+    """A fresh clone: no run, so the shipped FER2013 model scores, says so, and writes
+    its figure under the runs folder, never into models/."""
+    before = sorted(p.name for p in (ROOT / "models").iterdir())
+    result = subprocess.run(
+        [sys.executable, "cnn_eval.py", str(ROOT / "test_images" / "happy.jpg"),
+         f"--runs_dir={tmp_path / 'runs'}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "using the shipped model" in result.stdout
+    assert "fer2013.keras" in result.stdout
+    line = next(l for l in result.stdout.splitlines() if l.startswith("happy.jpg"))
+    predicted = line.split("predicted")[1].split()[0]
+    assert predicted in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    assert list((tmp_path / "runs" / "fer2013").glob("predictions-*.png"))
+    assert sorted(p.name for p in (ROOT / "models").iterdir()) == before
+    named = subprocess.run(
+        [sys.executable, "cnn_eval.py", str(ROOT / "test_images" / "happy.jpg"),
+         "--model=fer2013", f"--runs_dir={tmp_path / 'runs'}"], cwd=ROOT,
+        capture_output=True, text=True, timeout=300)
+    assert named.returncode == 0 and "shipped" not in named.stdout
+    assert "models/fer2013.keras" in named.stdout
+    wrong = subprocess.run(
+        [sys.executable, "cnn_eval.py", "--model=nosuch", f"--runs_dir={tmp_path / 'runs'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "one of: fer2013" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
 
 
 @pytest.mark.slow
