@@ -106,6 +106,14 @@ EARLY_STOPPING = 0     # patience in epochs on validation loss, then the best ep
 TENSORBOARD = False    # also write TensorBoard logs into the run folder
 DETERMINISTIC = True   # TensorFlow op determinism: same seed and data, same history
 
+# ---------------------------------------------------------------- fine-tuning
+# Start from a saved model instead of random weights (e.g. models/fer2013.keras): its
+# layers, weights, image size and channels. Classes it knows keep their output rows
+# (through ALIASES), new ones get fresh rows, and CLASSES defaults to "auto".
+INIT_FROM = ""         # a .keras file written by cnn_run.py; "" = from scratch (the report)
+FREEZE_EPOCHS = 0      # with INIT_FROM: epochs that train only the output layer first,
+                       # before EPOCHS of every layer
+
 # ---------------------------------------------------------------- using a trained model
 # Test sets: a labels CSV may mark each row's split in this column (train, validation,
 # test; FER2013's Training/PublicTest/PrivateTest too). Rows marked test, like a test/

@@ -18,7 +18,10 @@ Offers (for tests and notebooks), in call order:
                                   of a cluster that is not the chief)
     check_before_work(params)  raises a UserError for a bad value, path or layer table
     resume_params(params)      -> (saved params, run folder) of --resume
-    build(params, dropout, steps_per_epoch, ...) -> the compiled model of Table 2
+    start_from(params, explicit) -> (params, Source) of INIT_FROM, checked before the data
+    build(params, dropout, steps_per_epoch, ...) -> the compiled model of Table 2 (or
+                                  the saved model INIT_FROM names, with a new head)
+    compile_options(params, steps_per_epoch) -> its optimizer, schedule and loss
     train_variant(params, data, folder, dropout, ...) -> ({split: Scores}, history rows)
     training_callbacks(params, folder) -> early stopping, plateau, TensorBoard
     model_info(params)         -> what a saved model carries inside its file
@@ -39,21 +42,23 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cluster, config, metrics, records, runs  # noqa: E402
+from cnnlib import cluster, config, finetune, metrics, records, runs  # noqa: E402
 from cnnlib.errors import DataError, UserError, os_error_sentence  # noqa: E402
 
 VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
 RUNS_ON = ("device", "distribute", "cpu_devices")  # may change when a run is resumed
 
 
-def run(params, extra_callbacks=()):
+def run(params, extra_callbacks=(), explicit=()):
     """Train as `params` say and write the run folder. Returns its Path.
 
     With COMPARE both variants train on the same data and seed, each in its own
     subfolder, and the run folder gets Table 3 and the overlay figure.
     `extra_callbacks` are added to training (tests use them to interrupt a run).
     Under --distribute=multiworker every worker runs this same code; only the
-    chief resolves --resume and writes, and a worker returns None.
+    chief resolves --resume and writes, and a worker returns None. With INIT_FROM
+    the model starts from a saved one; `explicit` names the parameters the user set,
+    which must not contradict it.
     """
     import tensorflow as tf
 
@@ -63,8 +68,11 @@ def run(params, extra_callbacks=()):
         run_dir = None
         if setup.chief:
             params, run_dir = resume_params(params) if params["resume"] else (params, None)
+            params, source = start_from(params, set(explicit) if not run_dir else set())
             check_before_work(params)
         params = cluster.from_chief(setup, params)  # every worker trains the chief's
+        if not setup.chief:
+            source = start_from(params, set())[1]
         if params["deterministic"]:
             tf.config.experimental.enable_op_determinism()
 
@@ -73,6 +81,8 @@ def run(params, extra_callbacks=()):
         cluster.same_data(setup, cluster.data_fingerprint(
             data.train_images, data.train_labels, data.val_images, data.val_labels))
         params = {**params, "classes": data.classes, "aliases": data.aliases}  # "auto" resolved
+        class_map = finetune.map_classes(source.classes, data.classes,
+                                         data.aliases) if source else None
         if params["mixed_precision"] != "none":
             print(f"Mixed precision: {params['mixed_precision']} (weights, output and loss in "
                   f"float32; the saved models are float32).")
@@ -85,6 +95,13 @@ def run(params, extra_callbacks=()):
                 runs.write_json(run_dir / "params.json", params)
             records.write_data_records(run_dir, params["seed"], params["data_dir"], data,
                                        cluster.describe_setup(setup))
+            if source:  # what the run started from
+                runs.write_json(run_dir / "init_from.json", {
+                    "path": str(source.path), "sha256": source.sha256,
+                    "classes": source.classes, **class_map.record(),
+                    "freeze_epochs": params["freeze_epochs"]})
+                print(f"Starting from {source.path}: classes kept {class_map.kept}, new "
+                      f"{class_map.new}, dropped {class_map.dropped}.")
             print(f"Run folder: {run_dir}")
 
         # The model (Table 2) and its training, for each variant.
@@ -102,7 +119,8 @@ def run(params, extra_callbacks=()):
                 if setup.chief:
                     folder.mkdir(exist_ok=True)
                 results[name], histories[name] = train_variant(
-                    params, data, folder, dropout, setup, extra_callbacks)
+                    params, data, folder, dropout, setup, extra_callbacks,
+                    (source.model, class_map) if source else None)
         except KeyboardInterrupt:
             print(f"\nInterrupted. The finished epochs are saved in {run_dir}; continue with "
                   f"python cnn_run.py --resume={run_dir}")
@@ -160,28 +178,61 @@ def resume_params(params):
     return params, run_dir
 
 
-def build(params, dropout, steps_per_epoch, num_classes=None, seed=None, setup=None):
+def start_from(params, explicit):
+    """(params, finetune.Source or None) of INIT_FROM: the model's input and layer table
+    in `params`, checked against what the user set (`explicit`) before any data loads."""
+    if not params["init_from"]:
+        return params, None
+    source = finetune.read_source(params["init_from"], cnn_model.load_model,
+                                  cnn_model.model_info)
+
+    def built(layer_table, size, channels):
+        return cnn_model.build_model(layer_table, len(source.classes), size, channels)
+
+    size, channels = finetune.check_compatible(source, params["image_size"],
+                                               params["channels"], params["layers"],
+                                               explicit, built)
+    return {**params, "image_size": size, "channels": channels,
+            "layers": source.info.get("layers", params["layers"]),
+            "classes": params["classes"] if "classes" in explicit else [cnn_data.AUTO]}, source
+
+
+def build(params, dropout, steps_per_epoch, num_classes=None, seed=None, setup=None,
+          start=None):
     """The compiled model of Table 2 that `params` describe: the one function that builds
     it, for the check before work, training, and every worker of a cluster.
 
     `steps_per_epoch` sets the cosine schedule's length; `setup` the strategy whose
-    replicas hold the variables (None: one device).
+    replicas hold the variables (None: one device). `start` (a saved model and the
+    finetune.ClassMap of the data's classes) gives its layers and weights instead of
+    the layer table's random ones.
     """
-    cosine = params["lr_schedule"] == "cosine"
-    warmup = params["warmup_epochs"] * steps_per_epoch if cosine else 0
+    options = compile_options(params, steps_per_epoch)
     with cluster.scope(setup):
+        if start is not None:
+            model = finetune.transfer(*start, seed=seed)
+            cnn_model.compile_model(model, params["learning_rate"], **options)
+            return cnn_model.with_precision(model, params["mixed_precision"])
         return cnn_model.build_model(
             params["layers"], num_classes or len(params["classes"]), params["image_size"],
             params["channels"], dropout, params["learning_rate"], seed=seed,
             precision=params["mixed_precision"],
             augmentation={name: params[f"aug_{name}"] for name in (
                 "flip", "rotation", "zoom", "translation", "contrast", "brightness")},
-            optimizer=params["optimizer"], weight_decay=params["weight_decay"],
-            label_smoothing=params["label_smoothing"], warmup_steps=warmup,
-            decay_steps=max(1, params["epochs"] * steps_per_epoch - warmup) if cosine else 0)
+            **options)
 
 
-def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=()):
+def compile_options(params, steps_per_epoch):
+    """The optimizer, schedule and loss of `params`, as cnn_model.compile_model takes them."""
+    cosine = params["lr_schedule"] == "cosine"
+    warmup = params["warmup_epochs"] * steps_per_epoch if cosine else 0
+    return dict(optimizer=params["optimizer"], weight_decay=params["weight_decay"],
+                label_smoothing=params["label_smoothing"], warmup_steps=warmup,
+                decay_steps=max(1, params["epochs"] * steps_per_epoch - warmup)
+                if cosine else 0)
+
+
+def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(), start=None):
     """Train (or finish training) one model, with or without dropout, and record it.
 
     Returns ({split: metrics.Scores} of Table 3's columns, history rows); a worker
@@ -195,8 +246,13 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=())
     train = cnn_data.make_dataset(data.train_images, data.train_labels, num_classes, batch,
                                   shuffle=True, seed=params["seed"])
     validation = cnn_data.make_dataset(data.val_images, data.val_labels, num_classes, batch)
-    model = build(params, dropout, -(-len(data.train_labels) // batch), seed=params["seed"],
-                  setup=setup)
+    steps = -(-len(data.train_labels) // batch)
+    model = build(params, dropout, steps, seed=params["seed"], setup=setup, start=start)
+    if start is not None and params["freeze_epochs"] and runs.read_state(folder) is None:
+        finetune.train_head(model, train, validation, params["freeze_epochs"],
+                            lambda m: cnn_model.compile_model(
+                                m, params["learning_rate"], precision=params["mixed_precision"],
+                                **compile_options(params, steps)), params["verbose"])
     model, history = cnn_model.fit_or_reload(
         model, folder, train, validation, params["epochs"], data.weights,
         training_callbacks(params, folder), extra_callbacks, params["verbose"],
@@ -238,7 +294,8 @@ def model_info(params):
     """What a saved model carries inside its file: its classes and input."""
     return {"classes": params["classes"], "aliases": params["aliases"],
             "image_size": params["image_size"], "channels": params["channels"],
-            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"]}
+            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"],
+            "layers": params["layers"]}
 
 
 def main(argv=None):
@@ -252,7 +309,7 @@ def main(argv=None):
             raise config.ConfigError(f"--resume goes on with the run's own saved parameters, so "
                                      f"{', '.join(given)} would be ignored: give only --resume "
                                      f"(and --runs_dir, --device, --distribute, --cpu_devices).")
-        run(params)
+        run(params, explicit=finetune.explicit_names(argv, params.get("config_values")))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -226,6 +226,7 @@ _RULES = {
     "noise_sigma": _number(0, 1),
     "validation_fraction": _number(0, 1, low_open=True, high_open=True),
     "early_stopping": _number(0, 100_000),
+    "freeze_epochs": _number(0, 100_000),
     "verbose": (lambda v: v in (0, 1, 2), "0, 1 or 2"),
     "seed": _number(0, 2**32 - 1),
     "standin_validation_total": _number(0, 1_000_000),
