@@ -1,5 +1,9 @@
 """Fine-tuning from a saved model: class mapping, the new head, freezing, refusals."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -97,3 +101,62 @@ def test_a_model_without_its_classes_inside_is_refused(tmp_path):
         read(tmp_path / "bare.keras")
     with pytest.raises(ModelError, match="is a folder"):
         read(tmp_path)
+
+
+def _tiny_source(tmp_path):
+    model = cnn_model.build_model(LAYERS, 3, 32, 1, True, seed=1)
+    path = tmp_path / "source.keras"
+    cnn_model.save_model(model, path, info={"classes": SOURCE_CLASSES, "aliases": {},
+                                            "image_size": 32, "channels": 1,
+                                            "layers": LAYERS})
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_from_a_saved_model_maps_classes_freezes_and_records_its_start(tmp_path):
+    """cnn_run.py --init_from on class folders angry/ contempt/ happy/: anger and happy
+    keep their rows, contempt is new, sad is dropped; the head trains alone first."""
+    from conftest import ROOT, make_class_folders
+
+    source = _tiny_source(tmp_path)
+    data = make_class_folders(tmp_path / "data", per_class=3,
+                              classes=["angry", "contempt", "happy"])
+    runs_dir = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "cnn_run.py", f"--init_from={source}", f"--data_dir={data}",
+         f"--runs_dir={runs_dir}", "--epochs=1", "--freeze_epochs=1", "--verbose=0",
+         f"--cache_dir={tmp_path / 'cache'}", "--test_dir="],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Training only the output layer for 1 epoch(s)" in done.stdout
+    run_dir = runs_dir / (runs_dir / "latest.txt").read_text().strip()
+    started = json.loads((run_dir / "init_from.json").read_text())
+    assert started["kept"] == ["angry", "happy"] and started["new"] == ["contempt"]
+    assert started["dropped"] == ["sad"] and len(started["sha256"]) == 64
+    trained = cnn_model.load_model(run_dir / "model.keras")
+    assert trained.output_shape == (None, 3)
+    assert cnn_model.model_info(run_dir / "model.keras")["classes"] == [
+        "angry", "contempt", "happy"]
+    # The backbone moved away from the source's weights: everything trained after the head.
+    before = cnn_model.load_model(source).get_layer("conv1").get_weights()[0]
+    assert not np.allclose(trained.get_layer("conv1").get_weights()[0], before)
+
+
+@pytest.mark.slow
+def test_a_contradicting_image_size_is_one_sentence_before_any_data_loads(tmp_path):
+    from conftest import ROOT
+
+    source = _tiny_source(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "cnn_run.py", f"--init_from={source}", "--image_size=64",
+         f"--data_dir={tmp_path / 'no_such_data'}", f"--runs_dir={tmp_path / 'runs'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "--image_size=64 contradicts --init_from" in done.stderr
+    assert "no_such_data" not in done.stderr and "Traceback" not in done.stderr
+    missing = subprocess.run(
+        [sys.executable, "cnn_run.py", f"--init_from={tmp_path / 'none.keras'}",
+         f"--runs_dir={tmp_path / 'runs'}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert missing.returncode == 2 and "none.keras" in missing.stderr
+    assert "Traceback" not in missing.stderr
