@@ -142,7 +142,8 @@ def model_info(params):
     """What a saved model carries inside its file: its classes and input."""
     return {"classes": params["classes"], "aliases": params["aliases"],
             "image_size": params["image_size"], "channels": params["channels"],
-            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"]}
+            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"],
+            "detector": params["detector"], "align": params["align"]}
 
 
 def training_callbacks(params, folder):

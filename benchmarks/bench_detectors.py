@@ -1,0 +1,239 @@
+"""The two face detectors side by side, and alignment's effect on accuracy.
+
+Usage:  python benchmarks/bench_detectors.py [--parts=detect,faceless,video,align]
+            [--data_dir=DIR] [--limit=0] [--frames=150] [--seeds=1,2] [--epochs=15]
+            [--name=value ...]
+
+Prints numbers, no verdict (docs/faces.md reads them):
+  detect    for haar and mtcnn: recall, the share of the data's labelled images (the
+            first `limit` by file name; 0 = all) in which at least one face is found,
+            and images per second of decode + detect;
+  faceless  false detections: faces found in real images without a face. The set is
+            cut from the same photos: the shared set's smaller images are tight face
+            crops with little else, so from each image whose whole-image face MTCNN
+            and Haar both place, the largest square strip beside the face that lies
+            wholly outside the face's box widened by half its side (hair, shoulders,
+            background, clothing) is kept when it is at least 64 pixels on a side, then
+            resized to 128 pixels. Every patch is then looked at by BOTH detectors, so
+            neither is judged on patches picked to suit it. Reported: patches with any
+            face, and faces found per 100 patches;
+  video     frames per second of cnn_eval.py's whole video pass (read, find faces,
+            classify, draw, write) with each detector, on a clip of `frames` 640x360
+            frames with two real faces from the data, written with OpenCV's VideoWriter
+            into a temporary folder (an untrained model: speed does not depend on it);
+  align     configs/modern.py with --crop_faces=True --detector=mtcnn, --align=False and
+            --align=True, each over `seeds` (each seed draws its own validation split),
+            `epochs` epochs; each run is `python cnn_run.py ...` in a child process, into
+            a temporary runs folder; prints validation accuracy, balanced accuracy and
+            macro-F1 of the final model.
+Nothing is written beside the data or in the project: temporary folders are removed.
+"""
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from cnnlib import config, quiet  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "datasets" / "facial_expressions"
+PATCH = 128          # faceless patches are resized to this side
+MIN_PATCH = 64       # a strip narrower than this is not kept
+
+
+def labelled_paths(params):
+    from cnnlib import layouts
+
+    found = layouts.find_dataset(params["data_dir"], params["classes"], params["aliases"],
+                                 labels_file=params["labels_file"],
+                                 image_column=params["image_column"],
+                                 label_column=params["label_column"],
+                                 images_dir=params["images_dir"], seed=params["seed"])
+    paths = sorted([*found["train"][0], *found["validation"][0]], key=lambda p: p.name)
+    return paths[:params["limit"]] if params["limit"] else paths
+
+
+def detect_part(paths, params):
+    """Recall and images/s of each detector; returns {detector: [faces of each image]}."""
+    from cnnlib import decode, faces, landmarks
+
+    found = {}
+    for detector in ("haar", "mtcnn"):
+        start = time.perf_counter()
+        faces.check_detector(detector)
+        loading = time.perf_counter() - start
+        start = time.perf_counter()
+        found[detector] = [faces.find_faces(decode.decode_full(p, 3), detector,
+                                            params["min_face_size"]) for p in paths]
+        seconds = time.perf_counter() - start
+        hits = sum(bool(f) for f in found[detector])
+        print(f"{detector:5}  recall {hits}/{len(paths)} = {hits / len(paths):.3f}  "
+              f"{len(paths) / seconds:.1f} images/s decode + detect  "
+              f"(load {loading:.1f} s, once)", flush=True)
+    both = sum(bool(a) and bool(b) for a, b in zip(found["haar"], found["mtcnn"]))
+    either = sum(bool(a) or bool(b) for a, b in zip(found["haar"], found["mtcnn"]))
+    print(f"both find a face in {both}, either in {either}; MTCNN loads counted: "
+          f"{landmarks.LOADS}")
+    return found
+
+
+def _faceless_patch(pixels, box):
+    """The largest square strip of `pixels` outside `box` widened by half its side, or None."""
+    height, width = pixels.shape[:2]
+    x, y, w, h = box
+    x0, y0 = max(0, int(x - w / 2)), max(0, int(y - h / 2))
+    x1, y1 = min(width, int(x + w * 1.5)), min(height, int(y + h * 1.5))
+    strips = [(0, 0, x0, height), (x1, 0, width, height), (0, 0, width, y0),
+              (0, y1, width, height)]  # (left, top, right, bottom): left, right, above, below
+    best = None
+    for left, top, right, bottom in strips:
+        side = min(right - left, bottom - top)
+        if side >= MIN_PATCH and (best is None or side > best[2]):
+            cx, cy = (left + right) // 2, (top + bottom) // 2
+            best = (cx - side // 2, cy - side // 2, side)
+    if best is None:
+        return None
+    left, top, side = best
+    return pixels[top:top + side, left:left + side]
+
+
+def faceless_part(paths, found, params):
+    """False detections of each detector on background patches of the same photos."""
+    from cnnlib import decode, faces
+
+    patches = []
+    for path, haar, mtcnn in zip(paths, found["haar"], found["mtcnn"]):
+        if not (haar and mtcnn):
+            continue
+        pixels = decode.decode_full(path, 3)
+        boxes = [f.box for f in haar + mtcnn]
+        union = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                 max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes))
+        patch = _faceless_patch(pixels, (union[0], union[1], union[2] - union[0],
+                                         union[3] - union[1]))
+        if patch is not None:
+            patches.append(decode.resize(patch, PATCH))
+    print(f"faceless set: {len(patches)} patches of {PATCH}x{PATCH} px cut beside the faces "
+          f"of {len(paths)} photos")
+    for detector in ("haar", "mtcnn"):
+        counts = [len(faces.find_faces(p, detector, params["min_face_size"])) for p in patches]
+        with_any = sum(c > 0 for c in counts)
+        print(f"{detector:5}  false detections: {with_any}/{len(patches)} patches = "
+              f"{with_any / max(1, len(patches)):.3f}, {100 * sum(counts) / max(1, len(patches)):.1f} "
+              f"faces per 100 patches", flush=True)
+    return patches
+
+
+def video_part(paths, found, params, work):
+    """Frames per second of the whole video pass with each detector."""
+    import cnn_eval
+    import cnn_model
+    import cnn_params
+    from cnnlib import decode, faces
+
+    cv2 = faces.opencv()
+    # Two real faces: the first two images with one face found by both detectors.
+    chosen = [p for p, a, b in zip(paths, found["haar"], found["mtcnn"])
+              if len(a) == 1 and len(b) == 1][:2]
+    tiles = [cv2.resize(decode.decode_full(p, 3)[..., ::-1], (150, 150)) for p in chosen]
+    clip = work / "two_faces.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    for i in range(params["frames"]):
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        shift = int(20 * np.sin(i / 15))
+        frame[100 + shift:250 + shift, 80:230] = tiles[0]
+        frame[110:260, 400 + shift:550 + shift] = tiles[1]
+        writer.write(frame)
+    writer.release()
+    model = cnn_model.build_model(cnn_params.LAYERS, 8, image_size=96, channels=1, seed=0)
+    model_path = work / "model" / "model.keras"
+    model_path.parent.mkdir()
+    cnn_model.save_model(model, model_path, {"classes": cnn_params.CLASSES,
+                                             "aliases": cnn_params.ALIASES,
+                                             "image_size": 96, "channels": 1})
+    for detector in ("haar", "mtcnn"):
+        faces.check_detector(detector)  # loaded before the clock starts, as eval does
+        trained = {**params, "classes": cnn_params.CLASSES, "aliases": cnn_params.ALIASES,
+                   "image_size": 96, "channels": 1, "detector": detector,
+                   "explicit": {"detector"}}
+        summary = cnn_eval.score_video(model, model_path, clip, trained,
+                                       {**params, "detector": detector,
+                                        "explicit": {"detector"}})
+        print(f"{detector:5}  video: {summary['frames']} frames, {summary['rows']} face rows: "
+              f"{summary['fps']:.1f} frames/s", flush=True)
+
+
+def train(overrides, runs_dir, log):
+    """One `python cnn_run.py configs/modern.py ...`; its validation scores and wall time."""
+    start = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run([sys.executable, "cnn_run.py", "configs/modern.py",
+                               f"--runs_dir={runs_dir}", "--verbose=2", *overrides],
+                              cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"training failed: see {log}")
+    run_dir = runs_dir / (runs_dir / "latest.txt").read_text().strip()
+    validation = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    return {**{k: validation[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")},
+            "minutes": (time.perf_counter() - start) / 60}
+
+
+def align_part(params, work):
+    """configs/modern.py with MTCNN crops, unaligned and aligned, over the seeds."""
+    keys = ("accuracy", "balanced_accuracy", "macro_f1")
+    rows = {}
+    for align in (False, True):
+        for seed in params["seeds"]:
+            overrides = [f"--data_dir={params['data_dir']}", "--classes=auto",
+                         "--crop_faces=True", "--detector=mtcnn", f"--align={align}",
+                         f"--epochs={params['epochs']}", f"--seed={seed}",
+                         f"--cache_dir={work / 'cache'}"]
+            result = train(overrides, work / "runs", work / f"align{align}-seed{seed}.log")
+            rows.setdefault(align, []).append(result)
+            print(f"align={align} seed {seed}: " + "  ".join(
+                f"{k} {result[k]:.3f}" for k in keys) + f"  {result['minutes']:.1f} min",
+                flush=True)
+    for align, results in rows.items():
+        cells = [f"{statistics.mean(r[k] for r in results):.3f} +- "
+                 f"{(max(r[k] for r in results) - min(r[k] for r in results)) / 2:.3f}"
+                 for k in keys]
+        print(f"| align={align} | " + " | ".join(cells) + " |")
+
+
+def main():
+    quiet.start()
+    import cnn_params
+
+    defaults = {**config.defaults(cnn_params), "parts": "detect,faceless,video,align",
+                "limit": 0, "frames": 150, "data_dir": str(SHARED), "classes": ["auto"],
+                "seeds": "1,2", "epochs": 15, "figure": False, "tta": False, "model": ""}
+    params, _ = config.parse_args(sys.argv[1:], defaults)
+    params["seeds"] = [int(s) for s in str(params["seeds"]).split(",")]
+    parts = set(params["parts"].split(","))
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  data {params['data_dir']}  parts {sorted(parts)}")
+    work = Path(tempfile.mkdtemp(prefix="bench-detectors-"))
+    try:
+        if parts & {"detect", "faceless", "video"}:
+            paths = labelled_paths(params)
+            found = detect_part(paths, params)
+            if "faceless" in parts:
+                faceless_part(paths, found, params)
+            if "video" in parts:
+                video_part(paths, found, params, work)
+        if "align" in parts:
+            align_part(params, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
