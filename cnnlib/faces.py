@@ -106,8 +106,9 @@ def find_faces(pixels, detector="haar", min_face=30):
 
 
 def landmark_cells(face):
-    """The CSV cells of a face's landmarks, LANDMARK_COLUMNS' order; "" each for Haar."""
-    points = _as_face(face).points
+    """The CSV cells of a face's landmarks (a Face, or its points), LANDMARK_COLUMNS'
+    order: x and y of each, one decimal; "" each when there are none (Haar)."""
+    points = face.points if isinstance(face, Face) else face
     if points is None:
         return [""] * len(LANDMARK_COLUMNS)
     return [f"{v:.1f}" for v in np.asarray(points).reshape(-1)]
