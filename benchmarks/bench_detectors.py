@@ -8,15 +8,15 @@ Prints numbers, no verdict (docs/faces.md reads them):
   detect    for haar and mtcnn: recall, the share of the data's labelled images (the
             first `limit` by file name; 0 = all) in which at least one face is found,
             and images per second of decode + detect;
-  faceless  false detections: faces found in real images without a face. The set is
-            cut from the same photos: the shared set's smaller images are tight face
-            crops with little else, so from each image whose whole-image face MTCNN
-            and Haar both place, the largest square strip beside the face that lies
-            wholly outside the face's box widened by half its side (hair, shoulders,
-            background, clothing) is kept when it is at least 64 pixels on a side, then
-            resized to 128 pixels. Every patch is then looked at by BOTH detectors, so
-            neither is judged on patches picked to suit it. Reported: patches with any
-            face, and faces found per 100 patches;
+  faceless  false detections: faces found in real images without a face. The shared
+            photos are tight face crops, with no background large enough to cut a
+            faceless image from, so the set is made of them: every `faceless_every`-th
+            photo (by name) in which both detectors find a face, cut into 8 x 8 blocks
+            put back in a random order (seed 0). Real skin, hair, eyes, mouths and
+            background at their own scale, every texture a face photo has, but no
+            face. Chosen with both detectors' results together and looked at by both,
+            so neither is judged on images picked to suit it. Reported: images with
+            any face found, faces found, and images per second on faceless images;
   video     frames per second of cnn_eval.py's whole video pass (read, find faces,
             classify, draw, write) with each detector, on a clip of `frames` 640x360
             frames with two real faces from the data, written with OpenCV's VideoWriter
@@ -48,8 +48,7 @@ import numpy as np  # noqa: E402
 from cnnlib import config, quiet  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets" / "facial_expressions"
-PATCH = 128          # faceless patches are resized to this side
-MIN_PATCH = 64       # a strip narrower than this is not kept
+SHUFFLE_GRID = 8     # shuffled photos: 8 x 8 blocks
 
 
 def labelled_paths(params):
@@ -88,51 +87,38 @@ def detect_part(paths, params):
     return found
 
 
-def _faceless_patch(pixels, box):
-    """The largest square strip of `pixels` outside `box` widened by half its side, or None."""
+def _shuffled(pixels, rng, grid=SHUFFLE_GRID):
+    """The picture cut into grid x grid blocks, put back in a random order (no face left)."""
     height, width = pixels.shape[:2]
-    x, y, w, h = box
-    x0, y0 = max(0, int(x - w / 2)), max(0, int(y - h / 2))
-    x1, y1 = min(width, int(x + w * 1.5)), min(height, int(y + h * 1.5))
-    strips = [(0, 0, x0, height), (x1, 0, width, height), (0, 0, width, y0),
-              (0, y1, width, height)]  # (left, top, right, bottom): left, right, above, below
-    best = None
-    for left, top, right, bottom in strips:
-        side = min(right - left, bottom - top)
-        if side >= MIN_PATCH and (best is None or side > best[2]):
-            cx, cy = (left + right) // 2, (top + bottom) // 2
-            best = (cx - side // 2, cy - side // 2, side)
-    if best is None:
-        return None
-    left, top, side = best
-    return pixels[top:top + side, left:left + side]
+    bh, bw = height // grid, width // grid
+    blocks = [pixels[r * bh:(r + 1) * bh, c * bw:(c + 1) * bw]
+              for r in range(grid) for c in range(grid)]
+    order = rng.permutation(len(blocks))
+    rows = [np.concatenate([blocks[i] for i in order[r * grid:(r + 1) * grid]], axis=1)
+            for r in range(grid)]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
 
 
 def faceless_part(paths, found, params):
-    """False detections of each detector on background patches of the same photos."""
+    """False detections of each detector on the shuffled photos (the docstring's set)."""
     from cnnlib import decode, faces
 
-    patches = []
-    for path, haar, mtcnn in zip(paths, found["haar"], found["mtcnn"]):
-        if not (haar and mtcnn):
-            continue
-        pixels = decode.decode_full(path, 3)
-        boxes = [f.box for f in haar + mtcnn]
-        union = (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                 max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes))
-        patch = _faceless_patch(pixels, (union[0], union[1], union[2] - union[0],
-                                         union[3] - union[1]))
-        if patch is not None:
-            patches.append(decode.resize(patch, PATCH))
-    print(f"faceless set: {len(patches)} patches of {PATCH}x{PATCH} px cut beside the faces "
-          f"of {len(paths)} photos")
-    for detector in ("haar", "mtcnn"):
-        counts = [len(faces.find_faces(p, detector, params["min_face_size"])) for p in patches]
-        with_any = sum(c > 0 for c in counts)
-        print(f"{detector:5}  false detections: {with_any}/{len(patches)} patches = "
-              f"{with_any / max(1, len(patches)):.3f}, {100 * sum(counts) / max(1, len(patches)):.1f} "
-              f"faces per 100 patches", flush=True)
-    return patches
+    rng = np.random.default_rng(0)
+    chosen = [p for p, h, m in zip(paths, found["haar"], found["mtcnn"]) if h and m]
+    shuffled = [_shuffled(decode.decode_full(p, 3), rng)
+                for p in chosen[::params["faceless_every"]]]
+    for name, images in (("shuffled photos", shuffled),):
+        sides = sorted(min(i.shape[:2]) for i in images) or [0]
+        print(f"faceless set '{name}': {len(images)} images (sides {sides[0]} to "
+              f"{sides[-1]} px, median {sides[len(sides) // 2]})")
+        for detector in ("haar", "mtcnn"):
+            start = time.perf_counter()
+            counts = [len(faces.find_faces(i, detector, params["min_face_size"]))
+                      for i in images]
+            with_any = sum(c > 0 for c in counts)
+            print(f"  {detector:5}  false detections: {with_any}/{len(images)} images = "
+                  f"{with_any / max(1, len(images)):.3f}, {sum(counts)} faces  "
+                  f"({len(images) / (time.perf_counter() - start):.1f} images/s)", flush=True)
 
 
 def video_part(paths, found, params, work):
@@ -239,7 +225,7 @@ def main():
     import cnn_params
 
     defaults = {**config.defaults(cnn_params), "parts": "detect,faceless,video,align",
-                "limit": 0, "frames": 150, "data_dir": str(SHARED), "classes": ["auto"],
+                "limit": 0, "frames": 150, "faceless_every": 8, "data_dir": str(SHARED), "classes": ["auto"],
                 "seeds": "1,2", "epochs": 15, "figure": False, "tta": False, "model": ""}
     params, _ = config.parse_args(sys.argv[1:], defaults)
     params["seeds"] = [int(s) for s in str(params["seeds"]).split(",")]

@@ -17,7 +17,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import align, face_settings, faces, landmarks
+from cnnlib import align, face_settings, faces, landmarks, video
 from cnnlib.errors import ConfigError
 from conftest import ROOT, SHARED_SET
 
@@ -263,3 +263,38 @@ def test_a_detector_that_cannot_load_exits_2_with_one_sentence(tmp_path, body, e
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(expected), done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@needs_shared
+@needs_mtcnn
+def test_video_and_webcam_path_with_mtcnn_write_landmarks_and_can_draw_them(tmp_path):
+    import csv
+
+    tiles = level_faces(2)
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 360))
+    for i in range(4):
+        writer.write(scene_of(tiles, [(40 + 3 * i, 60), (400, 170)])[..., ::-1])
+    writer.release()
+    model = cnn_model.build_model(json.loads(TINY_LAYERS), 8, image_size=32, channels=1, seed=0)
+    outputs = {}
+    for draw in (False, True):
+        out_dir = tmp_path / f"draw{draw}"
+        out_dir.mkdir()
+        capture = video.open_video(clip)
+        summary = video.process_video(capture, model, cnn_params.CLASSES, 32, 1, out_dir,
+                                      "clip", live=True, detector="mtcnn", align=True,
+                                      draw_landmarks=draw)
+        capture.release()
+        assert summary["frames"] == 4 and summary["rows"] == 8
+        with open(summary["csv"]) as handle:
+            rows = list(csv.DictReader(handle))
+        assert all(float(r["left_eye_x"]) < float(r["right_eye_x"]) for r in rows)
+        assert all(r[c] != "" for r in rows for c in faces.LANDMARK_COLUMNS)
+        capture = video.open_video(summary["video"])
+        outputs[draw] = capture.read()[1]
+        capture.release()
+    # The drawn landmarks are red dots the undrawn video does not have.
+    red = lambda f: int(((f[..., 2] > 200) & (f[..., 1] < 80) & (f[..., 0] < 80)).sum())  # noqa: E731
+    assert red(outputs[True]) > red(outputs[False]) + 20
