@@ -20,7 +20,11 @@ SOURCE is:
     (Table 3's "test" column). With --faces (default auto, see cnnlib/faces.py) a
     photo that is not already a face crop has each face found, cropped, scored and
     printed (file, box, class, probability), and is saved with the boxes into
-    eval-<time>/. A figure of the images with their class bars is saved as
+    eval-<time>/. Faces are found with --detector (haar or mtcnn, whose five
+    landmarks go into faces.csv and the video CSV) and cropped with --face_margin,
+    aligned with --align, as the model was trained: read from its file unless set
+    on the command line, and one printed line says which (docs/faces.md).
+    A figure of the images with their class bars is saved as
     predictions-<time>.png beside the model (the first 32; --figure=False skips it).
 --tta=True averages each image's prediction with its mirror's (test-time
 augmentation), for labelled sets and image files. The classes, image size and channels are always the
