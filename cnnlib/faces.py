@@ -202,9 +202,14 @@ def largest(boxes):
 
 
 def _face_crop_of(path, size, channels, margin, min_face, detector, align):
-    """The largest face of one file, as a training image; DataError if none."""
+    """The largest face of one file, as a training image; DataError if none.
+
+    MTCNN looks at the colour picture even for grayscale training, as it does in
+    photos, videos and the webcam, so a face is found alike in training and in use.
+    """
     pixels = decode_full(path, channels)
-    face = largest(find_faces(pixels, detector, min_face))
+    looked_at = decode_full(path, 3) if detector == "mtcnn" and channels == 1 else pixels
+    face = largest(find_faces(looked_at, detector, min_face))
     if face is None:
         raise DataError(f"{path}: no face found by the detector ({detector}; it looks for "
                         f"faces of at least {min_face} pixels).")

@@ -133,4 +133,5 @@ def tag():
         installed = version("mtcnn")
     except Exception:  # not installed: load() says so when it is needed
         installed = "?"
-    return f"mtcnn{installed}|native={NATIVE_MIN_FACE}|pad={CROP_PAD}<={CROP_MAX_SIDE}"
+    return (f"mtcnn{installed}|native={NATIVE_MIN_FACE}|pad={CROP_PAD}<={CROP_MAX_SIDE}"
+            f"|colour")
