@@ -225,7 +225,8 @@ def main():
     import cnn_params
 
     defaults = {**config.defaults(cnn_params), "parts": "detect,faceless,video,align",
-                "limit": 0, "frames": 150, "faceless_every": 8, "data_dir": str(SHARED), "classes": ["auto"],
+                "limit": 0, "frames": 150, "faceless_every": 8, "data_dir": str(SHARED),
+                "classes": ["auto"],
                 "seeds": "1,2", "epochs": 15, "figure": False, "tta": False, "model": ""}
     params, _ = config.parse_args(sys.argv[1:], defaults)
     params["seeds"] = [int(s) for s in str(params["seeds"]).split(",")]

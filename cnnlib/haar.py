@@ -15,7 +15,7 @@ there the frontal cascades, then the profile cascade (and on the mirror image, f
 faces turned the other way) are run. Larger images do not get it: their faces rarely
 fill them, and a faceless video frame would cost three more passes. On the shared
 real set the tries find a face in 0.806, 0.848 and then 0.968 of the 2,324 images (see
-docs/faces.md); they cost time only where the earlier ones found nothing. The cascade
+the README); they cost time only where the earlier ones found nothing. The cascade
 files ship inside the opencv-python 4.x wheels, so nothing is downloaded. OpenCV is
 imported only when a face is looked for, so the rest of the suite does not load it.
 (Split out of faces.py, which re-exports these names.)

@@ -15,7 +15,8 @@ the webcam's path too: only open_video differs. Each frame is read, its faces fo
 (cnnlib.faces), each face cropped and resized as training does and classified, and
 the frame written with a box and "id class probability" on each face. The CSV has
 one row per frame and face: frame, time, face id, box, the five landmarks (empty
-with Haar), predicted class and every class's probability (raw). A face keeps its id while its box overlaps (IoU >= 0.3)
+with Haar), predicted class and every class's probability (raw). A face keeps its
+id while its box overlaps (IoU >= 0.3)
 its box of a recent frame. The figure shows each face's probabilities over time,
 averaged over a centred window of `smoothing` seconds. Nothing the user gave is
 written to: outputs go into a new folder.

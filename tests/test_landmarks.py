@@ -26,7 +26,8 @@ needs_shared = pytest.mark.skipif(not (SHARED_SET / "images").is_dir(),
                                   reason=f"the shared real data set is not at {SHARED_SET}")
 needs_mtcnn = pytest.mark.skipif(
     __import__("importlib").util.find_spec("mtcnn") is None, reason="mtcnn is not installed")
-TINY_LAYERS = '[{"type": "conv", "units": 4, "kernel": 3, "pool": 2}, {"type": "dense", "units": 8}]'
+TINY_LAYERS = ('[{"type": "conv", "units": 4, "kernel": 3, "pool": 2}, '
+               '{"type": "dense", "units": 8}]')
 
 
 def level_faces(count, size=150, most=4.0):
@@ -296,5 +297,7 @@ def test_video_and_webcam_path_with_mtcnn_write_landmarks_and_can_draw_them(tmp_
         outputs[draw] = capture.read()[1]
         capture.release()
     # The drawn landmarks are red dots the undrawn video does not have.
-    red = lambda f: int(((f[..., 2] > 200) & (f[..., 1] < 80) & (f[..., 0] < 80)).sum())  # noqa: E731
+    def red(frame):
+        return int(((frame[..., 2] > 200) & (frame[..., 1] < 80) & (frame[..., 0] < 80)).sum())
+
     assert red(outputs[True]) > red(outputs[False]) + 20
