@@ -3,8 +3,9 @@
 Offers, in the order a run calls them:
   prepare_data(params, standin_dir)   -> PreparedData: everything training needs:
     find_data(data_dir, classes, ...) -> the files and labels of each split
-    image_loader(crop_faces, margin, min_face) -> (loader, cache tag): whole images, or each
-                                         image's largest face (--crop_faces, cnnlib.faces)
+    image_loader(crop_faces, margin, min_face, detector, align) -> (loader, cache tag):
+                                         whole images, or each image's largest face
+                                         (--crop_faces, cnnlib.faces; --detector, --align)
     load_split(paths, labels, ...)    -> one split decoded (or mapped from the cache)
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
@@ -69,22 +70,27 @@ def _check_memory(count, size, channels, augment):
                         f"of free memory: lower --image_size.")
 
 
-def image_loader(crop_faces=False, margin=0.1, min_face=30):
+def image_loader(crop_faces=False, margin=0.1, min_face=30, detector="haar", align=False):
     """Return (loader, cache tag): how image files become training images.
 
     The loader takes (paths, size, channels) and returns (images, kept, skipped)
     like load_images. With `crop_faces` each image is its largest face, found by
     OpenCV's detector, with `margin` around it (data sets of whole photos); a file
     with no face is skipped. The tag keeps such crops apart in the cache.
+    `detector` ("haar" or "mtcnn") finds the faces; `align` turns each upright
+    first (MTCNN's eye landmarks).
     """
     if not crop_faces:
         return load_images, ""
     from cnnlib import faces
 
+    faces.check_detector(detector, align)
     print(f"Cropping each image to its largest face (margin {margin}, faces of at least "
-          f"{min_face} pixels); the crops are cached like decoded images.")
-    return (functools.partial(faces.load_face_crops, margin=margin, min_face=min_face),
-            faces.crops_tag(margin, min_face))
+          f"{min_face} pixels, detector {detector}" + (", aligned" if align else "")
+          + "); the crops are cached like decoded images.")
+    return (functools.partial(faces.load_face_crops, margin=margin, min_face=min_face,
+                              detector=detector, align=align),
+            faces.crops_tag(margin, min_face, detector, align))
 
 
 def find_data(data_dir, classes, aliases, size, channels, seed=0, augment=False,
@@ -217,7 +223,7 @@ def prepare_data(params, standin_dir=None):
                       split_column=params["split_column"])
     classes, num_classes = found["classes"], len(found["classes"])
     loader, tag = image_loader(params["crop_faces"], params["face_margin"],
-                               params["min_face_size"])
+                               params["min_face_size"], params["detector"], params["align"])
     keys = {split: cache.cache_key(found[split][0], size, channels, tag) if cache_dir else None
             for split in ("train", "validation")}
     # The balanced set is cached too: a warm run maps it from disk, never decoding,

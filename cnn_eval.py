@@ -23,7 +23,11 @@ SOURCE is:
     (Table 3's "test" column). With --faces (default auto, see cnnlib/faces.py) a
     photo that is not already a face crop has each face found, cropped, scored and
     printed (file, box, class, probability), and is saved with the boxes into
-    eval-<time>/. A figure of the images with their class bars is saved as
+    eval-<time>/. Faces are found with --detector (haar or mtcnn, whose five
+    landmarks go into faces.csv and the video CSV) and cropped with --face_margin,
+    aligned with --align, as the model was trained: read from its file unless set
+    on the command line, and one printed line says which (docs/faces.md).
+    A figure of the images with their class bars is saved as
     predictions-<time>.png beside the model (the first 32; --figure=False skips it).
 --export=FORMAT writes the model as saved_model, onnx or tflite (float and int8) into
 runs/exports/, verified against Keras (cnnlib/export.py); --serve[=PORT] serves a
@@ -70,7 +74,7 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, faces, files, layouts, metrics, plots, records  # noqa: E402
 from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
-from cnnlib import export, runs, server, video  # noqa: E402
+from cnnlib import export, face_settings, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -147,6 +151,8 @@ def trained_params(model_path, model, defaults):
     params = {**defaults, **{k: v for k, v in (info or {}).items()
                              if k in ("classes", "aliases", "image_size", "channels",
                                       "crop_faces", "face_margin")}}
+    params["trained_faces"] = {k: v for k, v in (info or {}).items()
+                               if k in face_settings.RECORDED}
     shape_in, shape_out = model.input_shape, model.output_shape
     if not (isinstance(shape_in, tuple) and len(shape_in) == 4 and shape_in[1] == shape_in[2]
             and isinstance(shape_in[1], int) and shape_in[3] in (1, 3)
@@ -248,10 +254,9 @@ def plan(sources, params):
 
 
 def _face_settings(trained, params):
-    """(crop faces?, margin) as the model was trained, or as asked on the command line."""
-    crop = bool(params["crop_faces"] or trained.get("crop_faces"))
-    margin = trained["face_margin"] if trained.get("crop_faces") else params["face_margin"]
-    return crop, margin
+    """FaceSettings (crop?, detector, margin, align): as the model was trained, unless
+    set explicitly (cnnlib/face_settings.py)."""
+    return face_settings.for_model(trained.get("trained_faces", {}), params)
 
 
 def score_test_set(model, model_path, folder, trained, params):
@@ -266,8 +271,12 @@ def score_test_set(model, model_path, folder, trained, params):
     found = layouts.find_test_set(folder, classes, trained["aliases"], params["labels_file"],
                                   params["image_column"], params["label_column"],
                                   params["images_dir"], params["split_column"])
-    crop, margin = _face_settings(trained, params)
-    loader, tag = cnn_data.image_loader(crop, margin, params["min_face_size"])
+    faces_as = _face_settings(trained, params)
+    crop = faces_as.crop
+    if crop:
+        print(faces_as.line)
+    loader, tag = cnn_data.image_loader(crop, faces_as.margin, params["min_face_size"],
+                                        faces_as.detector, faces_as.align)
     size, channels, paths = trained["image_size"], trained["channels"], found["paths"]
     print(f"Test set: {found['source']}, {len(paths)} labelled image(s)"
           + (", each cropped to its largest face" if crop else "") + ".")
@@ -328,7 +337,7 @@ def score_photos(model, photos, trained, params, out_dir):
     face). Prints one line a face: file, box, class, probability; a photo with no
     face says so. Returns (results, crops).
     """
-    margin = _face_settings(trained, params)[1]
+    faces_as = _face_settings(trained, params)
     classes, least = trained["classes"], params["min_face_size"]
     results, crops, rows = [], [], []
     for path, boxes, (height, width) in photos:
@@ -343,17 +352,20 @@ def score_photos(model, photos, trained, params, out_dir):
         out_path = runs.claim_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
-                                              margin, out_path)
+                                              faces_as.margin, out_path, faces_as.align,
+                                              faces_as.draw_landmarks)
         for r in found:
             x, y, w, h = r["box"]
             print(f"{name}  face {r['face']}  box x={x} y={y} w={w} h={h}  "
                   f"predicted {r['predicted']:<9} p={r['probability']:.3f}")
-            rows.append([str(path), r["face"], x, y, w, h, r["predicted"],
+            rows.append([str(path), r["face"], x, y, w, h, *faces.landmark_cells(r["points"]),
+                         r["predicted"],
                          f"{r['probability']:.4f}", *(f"{p:.4f}" for p in r["probabilities"])])
         results += found
         crops.append(face_crops)
     if out_dir is not None:
-        header = ["path", "face", "x", "y", "w", "h", "predicted", "probability",
+        header = ["path", "face", "x", "y", "w", "h", *faces.LANDMARK_COLUMNS, "predicted",
+                  "probability",
                   *(f"p_{c}" for c in classes)]
         records.write_csv(Path(out_dir) / "faces.csv", [header, *rows])
         print(f"Photos with their faces marked, and faces.csv: {out_dir}")
@@ -365,7 +377,11 @@ def score_photos(model, photos, trained, params, out_dir):
 def score_images_and_faces(model, model_path, paths, trained, params):
     """Today's image scoring for crops, faces for photos; prints; the predictions figure."""
     mode = faces.face_mode(params["faces"])
-    whole, photos = faces.sort_images(paths, mode, params["min_face_size"])
+    faces_as = _face_settings(trained, params)
+    if mode != "false":
+        print(faces_as.line)
+        faces.check_detector(faces_as.detector, faces_as.align)
+    whole, photos = faces.sort_images(paths, mode, params["min_face_size"], faces_as.detector)
     classes = trained["classes"]
     results, images = [], np.zeros((0, trained["image_size"], trained["image_size"],
                                     trained["channels"]), np.uint8)
@@ -402,12 +418,17 @@ def score_video(model, model_path, source, trained, params):
         announced = None if live else int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         print(f"Video: {name}" + (f", {announced} frames" if announced else "")
               + (" (Ctrl-C stops and keeps what was seen)" if live else ""))
+        faces_as = _face_settings(trained, params)
+        print(faces_as.line)
+        faces.check_detector(faces_as.detector, faces_as.align)
         out_dir = runs.new_output_dir(params["out_root"], "eval")
         try:
             summary = video.process_video(
                 capture, model, trained["classes"], trained["image_size"], trained["channels"],
-                out_dir, name, _face_settings(trained, params)[1], params["min_face_size"],
-                params["max_frames"], params["smoothing"], announced, live)
+                out_dir, name, faces_as.margin, params["min_face_size"],
+                params["max_frames"], params["smoothing"], announced, live,
+                detector=faces_as.detector, align=faces_as.align,
+                draw_landmarks=faces_as.draw_landmarks)
         except UserError:
             if not any(out_dir.iterdir()):
                 out_dir.rmdir()  # our own folder, still empty: leave nothing behind
@@ -466,6 +487,7 @@ def main(argv=None):
                 **export.OPTIONS, **server.OPTIONS}
     try:
         params, sources = config.parse_args(argv, defaults)
+        params["explicit"] = face_settings.explicit_names(argv, params)
         model_paths = find_models(params["model"], params["runs_dir"])
         if params["export"] or params["serve"] >= 0:
             return export_or_serve(model_paths, sources, params)

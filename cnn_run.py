@@ -295,6 +295,7 @@ def model_info(params):
     return {"classes": params["classes"], "aliases": params["aliases"],
             "image_size": params["image_size"], "channels": params["channels"],
             "crop_faces": params["crop_faces"], "face_margin": params["face_margin"],
+            "detector": params["detector"], "align": params["align"],
             "layers": params["layers"]}
 
 

@@ -255,6 +255,7 @@ _RULES = {
         "true", "false", "auto", "yes", "no", "1", "0", "on", "off"}, "true, false or auto"),
     "face_margin": _number(0, 2),
     "min_face_size": _number(24, 4096),
+    "detector": (lambda v: v in ("haar", "mtcnn"), "haar or mtcnn"),
     "camera": _number(-1, 99),
     "max_frames": _number(0, 10**9),
     "smoothing": _number(0, 3600),

@@ -14,8 +14,9 @@ A file and a webcam go through the same process_video, so the tests of files cov
 the webcam's path too: only open_video differs. Each frame is read, its faces found
 (cnnlib.faces), each face cropped and resized as training does and classified, and
 the frame written with a box and "id class probability" on each face. The CSV has
-one row per frame and face: frame, time, face id, box, predicted class and every
-class's probability (raw). A face keeps its id while its box overlaps (IoU >= 0.3)
+one row per frame and face: frame, time, face id, box, the five landmarks (empty
+with Haar), predicted class and every class's probability (raw). A face keeps its
+id while its box overlaps (IoU >= 0.3)
 its box of a recent frame. The figure shows each face's probabilities over time,
 averaged over a centred window of `smoothing` seconds. Nothing the user gave is
 written to: outputs go into a new folder.
@@ -184,28 +185,32 @@ def _frames(capture, first, max_frames):
             frame = None
 
 
-def _classify_frame(model, frame, boxes, channels, image_size, margin):
-    """Probabilities [faces, classes] of each face of a BGR frame, preprocessed as training."""
+def _classify_frame(model, frame, boxes, channels, image_size, margin, align=False):
+    """Probabilities [faces, classes] of each face (Faces or boxes) of a BGR frame,
+    preprocessed as training (aligned with `align`)."""
     cv2 = faces.opencv()
     # Grayscale as a JPEG's luma (0.299 R + 0.587 G + 0.114 B), what training decodes.
     pixels = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[..., None] if channels == 1
               else np.ascontiguousarray(frame[..., ::-1]))
-    crops = np.stack([faces.crop_face(pixels, box, margin, image_size) for box in boxes])
+    crops = np.stack([faces.crop_face(pixels, box, margin, image_size, align) for box in boxes])
     return np.asarray(model.predict_on_batch(crops))
 
 
 def process_video(capture, model, classes, image_size, channels, out_dir, name, margin=0.1,
                   min_face=30, max_frames=0, smoothing=0.5, total=None, live=False,
-                  progress=None):
+                  progress=None, detector="haar", align=False, draw_landmarks=False):
     """Find, follow and classify the faces of every frame of `capture`.
 
     Writes into `out_dir`: <name>-annotated.mp4 (or .avi; every frame, with a box
     and "id class probability" on each face, at the video's rate), <name>-faces.csv
-    (one row per frame and face: frame, time_s, face, x, y, w, h, predicted,
-    probability, p_<class>...) and <name>-expressions.png (each face's
+    (one row per frame and face: frame, time_s, face, x, y, w, h, the landmarks
+    left_eye_x ... mouth_right_y (empty with Haar), predicted, probability,
+    p_<class>...) and <name>-expressions.png (each face's
     probabilities over time, averaged over `smoothing` seconds). Times are the
     frame's index over the video's rate, or, `live` (a webcam), seconds since the
-    start. Stops after `max_frames` (0: at the end) or at Ctrl-C, and still writes
+    start. Faces are found by `detector` and cropped with `margin` (aligned with
+    `align`), as training cropped them; `draw_landmarks` marks the landmarks too.
+    Stops after `max_frames` (0: at the end) or at Ctrl-C, and still writes
     everything. `total` is the frame count the file announces (None if unknown).
     Returns a dict: frames, rows, faces (ids), seconds, fps (frames per second of
     the whole pass), video, csv, figure (Paths), announced (total) and stopped
@@ -213,6 +218,7 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     Raises DataError when not one frame can be read.
     """
     cv2 = faces.opencv()
+    faces.check_detector(detector, align)  # loaded before the first frame, and once
     ok, first = capture.read()
     if not ok or first is None:
         raise DataError(f"{name} has no frame OpenCV can read (empty or damaged): give a "
@@ -241,22 +247,27 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
                 try:
                     for frame in _frames(capture, first, max_frames):
                         seconds = time.perf_counter() - start if live else frames / rate
-                        boxes = faces.detect_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
-                                                   min_face)
+                        found = faces.find_faces(
+                            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if detector == "haar"
+                            else frame[..., ::-1], detector, min_face)
+                        boxes = [f.box for f in found]
                         if boxes:
-                            probabilities = _classify_frame(model, frame, boxes, channels,
-                                                            image_size, margin)
+                            probabilities = _classify_frame(model, frame, found, channels,
+                                                            image_size, margin, align)
                             ids = assign_faces(boxes, state, frames, max_gap)
                             labels = []
-                            for face, box, row in zip(ids, boxes, probabilities):
+                            for face, one, row in zip(ids, found, probabilities):
                                 best = int(np.argmax(row))
-                                rows.append([frames, f"{seconds:.3f}", face, *box, classes[best],
+                                rows.append([frames, f"{seconds:.3f}", face, *one.box,
+                                             *faces.landmark_cells(one), classes[best],
                                              f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
                                 tracks.setdefault(face, ([], []))
                                 tracks[face][0].append(seconds)
                                 tracks[face][1].append(row)
                                 labels.append(f"{face} {classes[best]} {row[best]:.2f}")
-                            frame = faces.draw_faces(frame, boxes, labels)
+                            frame = faces.draw_faces(
+                                frame, boxes, labels,
+                                [f.points for f in found] if draw_landmarks else None)
                         writer.write(frame)
                         frames += 1
                         bar.update(frames)
@@ -276,7 +287,8 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     bar.update(frames, final=True)
 
     csv_path = records.write_csv(out_dir / f"{stem}-faces.csv", [
-        ["frame", "time_s", "face", "x", "y", "w", "h", "predicted", "probability",
+        ["frame", "time_s", "face", "x", "y", "w", "h", *faces.LANDMARK_COLUMNS,
+         "predicted", "probability",
          *(f"p_{c}" for c in classes)], *rows])
     figure = plots.plot_expressions(
         {face: (np.asarray(t), np.asarray(p)) for face, (t, p) in tracks.items()}, classes,
