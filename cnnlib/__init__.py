@@ -21,7 +21,11 @@ Modules, roughly in the order a run uses them:
   metrics         predictions, scores, confusion and intervals (Scores); writes nothing
   records         every file of a run or of a scored test set, from memory; Table 3
   plots           figures (matplotlib, PNG)
-  faces           the face detector (OpenCV): find, crop and mark faces in photos
+  faces           faces in photos: find (Haar or MTCNN), align, crop and mark them
+  haar            OpenCV's Haar cascades: boxes, no landmarks
+  landmarks       MTCNN: boxes with five landmarks, loaded once per process
+  align           eyes level and a fixed scale before the square crop
+  face_settings   the detector, margin and alignment a model was trained with
   video           expressions of the faces in a video or a webcam's frames
   finetune        a run that starts from a saved model: class map, new head, frozen backbone
   intervals       Wilson and bootstrap intervals, paired comparison of two models

@@ -15,7 +15,7 @@ the eyes are used. With d the eye distance, the square is FACE_SIDE * d on a sid
 centre FACE_DROP * d below the eyes' midpoint (perpendicular to the eye line), then
 widened by `margin` of its side on each side as an unaligned box is (faces.expand_box).
 The two numbers are the medians of MTCNN's own boxes on the shared real set (282 of
-292 sampled images: max(w, h) = 2.75 d, [2.60, 2.86] between the quartiles; the box
+292 sampled images: the larger of w and h is 2.75 d, [2.60, 2.86] between the quartiles; the box
 centre 0.31 d below the eyes, [0.28, 0.35]), so an aligned crop frames a face as its
 unaligned crop does, only upright and at a fixed scale. What falls outside the image
 is filled by repeating its edge pixels: no hard border for the network to learn.

@@ -15,6 +15,7 @@ Offers, in the order a photo goes through them:
   crop_face(pixels, face, margin, size, align)
                                         -> uint8 [size, size, C]: a face with its margin,
                                            aligned or not, resized as a training image is
+    expand_box(box, margin, width, height) -> (x0, y0, x1, y1): the square it crops
   score_photo(model, path, faces, ...)  -> one result per face; draws the photo
   load_face_crops(paths, size, channels, margin, min_face, detector, align)
                                         -> (images, kept, skipped) as decode.load_images,
