@@ -12,6 +12,7 @@ Offers, in the order a run calls them:
                                             -> (trained model, history rows): training
                                                only what the run folder has not done,
                                                on one device or a cluster
+  training_callbacks(early_stopping, ...)   -> early stopping, plateau, TensorBoard
   train_model(model, train, validation, ...) -> keras History
   load_run_model(path)                      -> a run's own model, RunError if damaged
   save_model(model, path, info)             -> a .keras file, written atomically, that
@@ -379,6 +380,23 @@ def fit_or_reload(model, folder, train, validation, epochs, class_weight=None, c
     # Scored as saved: float32, and (multiworker) outside the strategy.
     return (load_model(folder / "model.keras") if multi else with_precision(model, "none"),
             epoch_writer.rows)
+
+
+def training_callbacks(early_stopping=0, plateau=False, learning_rate=1e-3,
+                       tensorboard_dir=None):
+    """The optional callbacks of training: early stopping after `early_stopping` epochs
+    without a better validation loss (the best weights kept), halving the rate on a
+    plateau (down to `learning_rate` / 64), TensorBoard logs in `tensorboard_dir`."""
+    callbacks = []
+    if early_stopping > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=early_stopping, restore_best_weights=True))
+    if plateau:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=3, min_lr=learning_rate / 64))
+    if tensorboard_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir)))
+    return callbacks
 
 
 def load_run_model(path):

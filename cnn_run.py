@@ -8,10 +8,8 @@ Usage:  python cnn_run.py [configs/NAME.py] [--name=value ...]
         python cnn_run.py --resume=runs/NAME    (continue an interrupted run)
         python cnn_run.py --distribute=mirrored (every local GPU; docs/scale.md)
 
-Any parameter of cnn_params.py can be overridden by its lower-case name, after a
-configuration file's values. Each run writes a new folder under RUNS_DIR and
-records itself as the latest run for cnn_eval.py; nothing earlier is overwritten.
-What a run folder holds is in docs/runs.md.
+Any parameter of cnn_params.py can be overridden by its lower-case name. Each run
+writes a new folder under RUNS_DIR (docs/runs.md); nothing earlier is overwritten.
 
 Offers (for tests and notebooks), in call order:
   run(params, extra_callbacks) -> Path of the run folder written (None on a worker
@@ -23,7 +21,6 @@ Offers (for tests and notebooks), in call order:
                                   the saved model INIT_FROM names, with a new head)
     compile_options(params, steps_per_epoch) -> its optimizer, schedule and loss
     train_variant(params, data, folder, dropout, ...) -> ({split: Scores}, history rows)
-    training_callbacks(params, folder) -> early stopping, plateau, TensorBoard
     model_info(params)         -> what a saved model carries inside its file
   main(argv)
 """
@@ -142,10 +139,10 @@ def check_before_work(params):
     """
     config.check_values(params)
     runs.check_runs_dir(params["runs_dir"], params["data_dir"])
+    if params["cache_dir"] and Path(params["cache_dir"]).is_file():
+        raise DataError(f"--cache_dir={params['cache_dir']} is a file, not a folder: give "
+                        f"a folder, or --cache_dir= to turn the cache off.")
     if params["cache_dir"]:
-        if Path(params["cache_dir"]).is_file():
-            raise DataError(f"--cache_dir={params['cache_dir']} is a file, not a folder: give "
-                            f"a folder, or --cache_dir= to turn the cache off.")
         runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])
     test_dir = params["test_dir"]
     if test_dir and not Path(test_dir).is_dir():
@@ -164,8 +161,7 @@ def resume_params(params):
     if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
         raise runs.RunError(f"{run_dir / 'params.json'} is not the parameters of a run: "
                             f"it cannot be resumed. Start a new run.")
-    # Only where runs live, and on what devices they train, may differ from the saved
-    # parameters.
+    # Only where runs live, and on what devices they train, may differ from the saved ones.
     here = {name: params[name] for name in ("runs_dir", *RUNS_ON) if name in params}
     params = {**params, **saved, "resume": str(run_dir), **here}
     try:
@@ -255,15 +251,17 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
                                 **compile_options(params, steps)), params["verbose"])
     model, history = cnn_model.fit_or_reload(
         model, folder, train, validation, params["epochs"], data.weights,
-        training_callbacks(params, folder), extra_callbacks, params["verbose"],
+        cnn_model.training_callbacks(params["early_stopping"], params["lr_schedule"] == "plateau",
+                                     params["learning_rate"],
+                                     folder / "tensorboard" if params["tensorboard"] else None),
+        extra_callbacks, params["verbose"],
         model_info(params), params["mixed_precision"], setup, data, params["batch_size"],
         params["seed"])
-    if model is None:
+    if model is None:  # a worker: the chief records
         return None, []
     sets = {"train": (data.train_images, data.train_labels),
-            "validation": (data.val_images, data.val_labels)}
-    if data.test is not None:
-        sets["test"] = data.test
+            "validation": (data.val_images, data.val_labels), "test": data.test}
+    sets = {split: pair for split, pair in sets.items() if pair is not None}
     scores, probabilities = {}, {}
     for split, (images, labels) in sets.items():  # Table 3's columns for this model
         scores[split], probabilities[split] = metrics.score_split(
@@ -272,22 +270,6 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
                           np.argmax(probabilities["validation"], axis=1),
                           probabilities.get("test"))
     return scores, history
-
-
-def training_callbacks(params, folder):
-    """The optional callbacks of one model's training: early stopping, plateau, TensorBoard."""
-    import keras
-
-    callbacks = []
-    if params["early_stopping"] > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=params["early_stopping"], restore_best_weights=True))
-    if params["lr_schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=3, min_lr=params["learning_rate"] / 64))
-    if params["tensorboard"]:
-        callbacks.append(keras.callbacks.TensorBoard(str(folder / "tensorboard")))
-    return callbacks
 
 
 def model_info(params):
