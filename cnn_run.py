@@ -93,12 +93,8 @@ def run(params, extra_callbacks=(), explicit=()):
             records.write_data_records(run_dir, params["seed"], params["data_dir"], data,
                                        cluster.describe_setup(setup))
             if source:  # what the run started from
-                runs.write_json(run_dir / "init_from.json", {
-                    "path": str(source.path), "sha256": source.sha256,
-                    "classes": source.classes, **class_map.record(),
-                    "freeze_epochs": params["freeze_epochs"]})
-                print(f"Starting from {source.path}: classes kept {class_map.kept}, new "
-                      f"{class_map.new}, dropped {class_map.dropped}.")
+                finetune.record_start(run_dir / "init_from.json", source, class_map,
+                                      params["freeze_epochs"])
             print(f"Run folder: {run_dir}")
 
         # The model (Table 2) and its training, for each variant.
@@ -175,22 +171,14 @@ def resume_params(params):
 
 
 def start_from(params, explicit):
-    """(params, finetune.Source or None) of INIT_FROM: the model's input and layer table
-    in `params`, checked against what the user set (`explicit`) before any data loads."""
+    """(params, finetune.Source or None) of INIT_FROM: the model's input, layer table and
+    classes in `params`, checked against what the user set (`explicit`) before the data."""
     if not params["init_from"]:
         return params, None
-    source = finetune.read_source(params["init_from"], cnn_model.load_model,
-                                  cnn_model.model_info)
-
-    def built(layer_table, size, channels):
-        return cnn_model.build_model(layer_table, len(source.classes), size, channels)
-
-    size, channels = finetune.check_compatible(source, params["image_size"],
-                                               params["channels"], params["layers"],
-                                               explicit, built)
-    return {**params, "image_size": size, "channels": channels,
-            "layers": source.info.get("layers", params["layers"]),
-            "classes": params["classes"] if "classes" in explicit else [cnn_data.AUTO]}, source
+    source, resolved = finetune.start_from(
+        params["init_from"], {k: params[k] for k in finetune.RESOLVED}, explicit,
+        cnn_model.load_model, cnn_model.model_info, cnn_model.build_model)
+    return {**params, **resolved}, source
 
 
 def build(params, dropout, steps_per_epoch, num_classes=None, seed=None, setup=None,

@@ -2,6 +2,8 @@
 
 Offers, in the order a run calls them:
   explicit_names(argv, config_values) -> the parameters a user set (command line, config)
+  start_from(path, values, explicit, load_model, model_info, build_model)
+                                      -> (Source, the values a run from it must use)
   read_source(path)                   -> Source: the saved model, its classes and input
   check_compatible(source, image_size, channels, layer_table, explicit)
                                       -> (image_size, channels) the run must use; raises
@@ -11,6 +13,8 @@ Offers, in the order a run calls them:
   transfer(source_model, class_map, seed) -> a keras.Model (uncompiled): the source's
                                          layers, and an output layer with one row a data class
   set_backbone_trainable(model, trainable) all layers but the output on or off
+  record_start(path, source, class_map, freeze_epochs) writes and prints what a run
+                                         started from
   train_head(model, train, validation, epochs, compile_model, verbose)
                                       -> history rows of the output layer's own epochs;
                                          the model comes back whole and recompiled
@@ -129,6 +133,40 @@ def check_compatible(source, image_size, channels, layer_table, explicit, build=
                              f"--init_from={source.path}: leave LAYERS unset to fine-tune "
                              f"that model, or train from scratch.")
     return source.image_size, source.channels
+
+
+# The parameters a run from a saved model takes from it (or checks against it).
+RESOLVED = ("image_size", "channels", "layers", "classes")
+
+
+def start_from(path, values, explicit, load_model, model_info, build_model):
+    """Read the model at `path` and return (Source, values): `values` (RESOLVED's
+    parameters) as a run from it must use them. The image size, channels and layer
+    table are the model's; CLASSES is "auto" unless the user set it. Raises
+    ModelError, before any data loads, when something the user set contradicts it.
+    """
+    source = read_source(path, load_model, model_info)
+
+    def built(layer_table, size, channels):
+        return build_model(layer_table, len(source.classes), size, channels)
+
+    size, channels = check_compatible(source, values["image_size"], values["channels"],
+                                      values["layers"], explicit, built)
+    return source, {"image_size": size, "channels": channels,
+                    "layers": source.info.get("layers", values["layers"]),
+                    "classes": values["classes"] if "classes" in explicit else ["auto"]}
+
+
+def record_start(path, source, class_map, freeze_epochs):
+    """Write what a run started from (the file, its hash, the class map) as JSON at
+    `path`, atomically, and say it in one line."""
+    from cnnlib import atomic
+
+    atomic.write_json(path, {"path": str(source.path), "sha256": source.sha256,
+                             "classes": source.classes, **class_map.record(),
+                             "freeze_epochs": freeze_epochs})
+    print(f"Starting from {source.path}: classes kept {class_map.kept}, new "
+          f"{class_map.new}, dropped {class_map.dropped}.")
 
 
 def canonical_class(name, aliases):
