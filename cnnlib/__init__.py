@@ -34,6 +34,7 @@ Modules, roughly in the order a run uses them:
   near_duplicates perceptual hashes and near-duplicate groups across sets
   subject_split   a training/validation split that keeps each subject on one side
   export          --export: saved_model, ONNX and TFLite files, verified against Keras
+  exported        an exported file scored with its own runtime, compared with Keras
   server          --serve: the local page and JSON API
 
 Data flows one way: cnn_params -> cnn_data -> cnn_model -> cnn_run / cnn_eval, and

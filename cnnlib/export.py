@@ -10,8 +10,7 @@ Offers, in the order `python cnn_eval.py --export=FORMAT` calls them:
   export_model(model, model_path, trained, fmt, out_root, given, ...)
                                           -> (folder, report): files written, verified
     convert(model, fmt, folder, calibration) -> {variant: path} of the exported files
-    score(path, images)                   -> (probabilities [N, classes], ms per image)
-    compare(reference, probabilities, labels) -> agreement, differences, accuracies
+    (cnnlib/exported.py scores each written file with its own runtime and compares)
   print_report(folder, report)            prints what was written and how it verified
 
 Formats (FORMATS): "saved_model" (Keras' own model.export, TensorFlow Serving's format,
@@ -32,7 +31,6 @@ images. Each report says which. Outputs go into a new folder
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, decode, files, layouts, runs
+from cnnlib import atomic, decode, exported, files, layouts, runs
 from cnnlib.labels import class_lookup, label_from_filename
 from cnnlib.errors import DataError, ModelError, UserError
 
@@ -53,7 +51,6 @@ OPTIONS = {
 }
 FLOAT_MAX_DIFF = 1e-4    # a float export's largest probability difference from Keras
 INT8_MIN_AGREEMENT = 0.8  # an int8 model's least top-1 agreement with Keras to be kept
-LATENCY_IMAGES = 50      # images timed one at a time for the per-image latency
 
 
 @dataclass
@@ -284,94 +281,6 @@ def convert(model, fmt, folder, calibration=None, model_path=""):
     return written
 
 
-def _interpreter(path):
-    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's deprecated one."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=str(path))
-
-
-def _runner(path):
-    """A function uint8-range float32 images [N, s, s, c] -> float32 probabilities [N, k]."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})[0]
-    if path.suffix == ".tflite":
-        interpreter = _interpreter(path)
-        source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
-        def run(x):
-            interpreter.resize_tensor_input(source["index"], list(x.shape))
-            interpreter.allocate_tensors()
-            scale, zero = source["quantization"]
-            if source["dtype"] != np.float32:
-                info = np.iinfo(source["dtype"])
-                x = np.clip(np.round(x / scale + zero), info.min, info.max)
-            interpreter.set_tensor(source["index"], x.astype(source["dtype"]))
-            interpreter.invoke()
-            out = interpreter.get_tensor(target["index"])
-            scale, zero = target["quantization"]
-            return ((out.astype(np.float32) - zero) * scale if target["dtype"] != np.float32
-                    else out)
-        return run
-    import tensorflow as tf
-
-    serving = tf.saved_model.load(str(path)).signatures["serving_default"]
-    key = list(serving.structured_input_signature[1])[0]
-    return lambda x: next(iter(serving(**{key: tf.constant(x)}).values())).numpy()
-
-
-def _timed(run, images):
-    """(probabilities of all `images` in one call, median ms per image one at a time)."""
-    x = images.astype(np.float32)
-    probabilities = np.asarray(run(x), np.float32)
-    times = []
-    for image in x[:LATENCY_IMAGES]:
-        start = time.perf_counter()
-        run(image[None])
-        times.append(time.perf_counter() - start)
-    return probabilities, 1000.0 * float(np.median(times))
-
-
-def score(path, images):
-    """Score uint8 `images` [N, s, s, c] with the exported file's own runtime.
-
-    Returns (probabilities float32 [N, classes], median milliseconds per image).
-    """
-    return _timed(_runner(path), images)
-
-
-def compare(reference, probabilities, labels):
-    """The exported model's scores against Keras' on the same images.
-
-    Returns {"images", "max_probability_difference", "mean_probability_difference",
-    "top1_agreement", and where labels are known (>= 0): "labelled",
-    "keras_accuracy", "export_accuracy", "accuracy_change"}.
-    """
-    difference = np.abs(reference - probabilities)
-    agree = np.argmax(reference, 1) == np.argmax(probabilities, 1)
-    out = {"images": int(len(reference)),
-           "max_probability_difference": float(difference.max()),
-           "mean_probability_difference": float(difference.mean()),
-           "top1_agreement": float(agree.mean())}
-    known = labels >= 0
-    if known.any():
-        keras_acc = float((np.argmax(reference[known], 1) == labels[known]).mean())
-        export_acc = float((np.argmax(probabilities[known], 1) == labels[known]).mean())
-        out.update(labelled=int(known.sum()), keras_accuracy=keras_acc,
-                   export_accuracy=export_acc, accuracy_change=export_acc - keras_acc)
-    return out
-
-
 def _size(path):
     path = Path(path)
     return (sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir()
@@ -424,7 +333,7 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
             else model_path.stem)
     # Keras first: it also builds the model's call, which Keras' ONNX export needs.
     keras_run = lambda x: model.predict_on_batch(x)  # noqa: E731
-    reference, keras_ms = _timed(keras_run, check.images)
+    reference, keras_ms = exported.timed(keras_run, check.images)
     folder = runs.new_output_dir(Path(runs_dir) / "exports", f"{name}-{fmt}")
     try:
         files = convert(model, fmt, folder, calibration if fmt == "tflite" else None,
@@ -442,8 +351,8 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
     recipe = contract(model, model_path, trained, min_face)
     recipe["files"] = {}
     for variant, path in files.items():
-        probabilities, ms = score(path, check.images)
-        metrics = compare(reference, probabilities, check.labels)
+        probabilities, ms = exported.score(path, check.images)
+        metrics = exported.compare(reference, probabilities, check.labels)
         report["files"][path.name] = {"variant": variant, "bytes": _size(path),
                                       "ms_per_image": ms, "metrics": metrics,
                                       "verified": _passed(variant, metrics)}
@@ -458,7 +367,7 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
 def _file_contract(path, variant):
     """How to call one exported file: its input and output names, types, quantisation."""
     if path.suffix == ".tflite":
-        interpreter = _interpreter(path)
+        interpreter = exported.interpreter(path)
         source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         entry = {"input": source["name"], "input_dtype": np.dtype(source["dtype"]).name,
                  "output": target["name"], "output_dtype": np.dtype(target["dtype"]).name}
