@@ -40,7 +40,7 @@ import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cluster, config, finetune, metrics, records, runs  # noqa: E402
-from cnnlib.errors import DataError, UserError, os_error_sentence  # noqa: E402
+from cnnlib.errors import UserError, os_error_sentence  # noqa: E402
 
 VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
 RUNS_ON = ("device", "distribute", "cpu_devices")  # may change when a run is resumed
@@ -134,40 +134,18 @@ def check_before_work(params):
     Runs before any data is loaded, so a mistake costs seconds, not a data load.
     """
     config.check_values(params)
-    runs.check_runs_dir(params["runs_dir"], params["data_dir"])
-    if params["cache_dir"] and Path(params["cache_dir"]).is_file():
-        raise DataError(f"--cache_dir={params['cache_dir']} is a file, not a folder: give "
-                        f"a folder, or --cache_dir= to turn the cache off.")
-    if params["cache_dir"]:
-        runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])
-    test_dir = params["test_dir"]
-    if test_dir and not Path(test_dir).is_dir():
-        what = "is a file, not a folder" if Path(test_dir).exists() else "does not exist"
-        raise DataError(f"--test_dir={test_dir} {what}: give a folder of test images, or "
-                        f"--test_dir= for none.")
+    runs.check_folders(params["runs_dir"], params["data_dir"], params["cache_dir"],
+                       params["test_dir"])
     classes = params["classes"]
     # Built once, untrained: a layer table that leaves no pixels fails now.
     build(params, params["dropout"], 1, len(classes) if classes != [cnn_data.AUTO] else 2)
 
 
 def resume_params(params):
-    """Return (params, run_dir) of the run --resume names: it goes on as it started."""
-    run_dir = runs.find_run(params["resume"], params["runs_dir"])
-    saved = runs.read_json(run_dir / "params.json", "run's parameters")
-    if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
-        raise runs.RunError(f"{run_dir / 'params.json'} is not the parameters of a run: "
-                            f"it cannot be resumed. Start a new run.")
-    # Only where runs live, and on what devices they train, may differ from the saved ones.
+    """Return (params, run_dir) of the run --resume names: it goes on as it started,
+    on the devices and with the runs folder given now."""
     here = {name: params[name] for name in ("runs_dir", *RUNS_ON) if name in params}
-    params = {**params, **saved, "resume": str(run_dir), **here}
-    try:
-        config.check_values(params)
-    except config.ConfigError as error:
-        raise runs.RunError(f"{run_dir / 'params.json'} holds a value that is not allowed "
-                            f"({error}), so the run cannot be resumed.") from None
-    print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
-          f"in its params.json.")
-    return params, run_dir
+    return runs.resumed_params(params["resume"], params, here, config.check_values)
 
 
 def start_from(params, explicit):

@@ -3,6 +3,9 @@
 Offers:
   check_runs_dir(runs_dir, data_dir) raises RunError unless runs can be written there
   check_outside(name, folder, data_dir) raises RunError for a folder inside the data
+  check_folders(runs_dir, data_dir, cache_dir, test_dir) raises a UserError for any of
+                                      a run's folders that cannot serve
+  resumed_params(resume, params, here, check_values) -> (saved params, run folder)
   new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
@@ -31,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cnnlib import atomic
-from cnnlib.errors import RunError
+from cnnlib.errors import DataError, RunError, UserError
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
@@ -49,6 +52,40 @@ def check_outside(name, folder, data_dir):
     if inside == data or data in inside.parents:
         raise RunError(f"--{name}={folder} is inside the data folder {data_dir}: keep what "
                        f"the suite writes out of the data (the default is).")
+
+
+def check_folders(runs_dir, data_dir, cache_dir, test_dir):
+    """Raise a UserError for a runs, cache or test folder that cannot serve a run."""
+    check_runs_dir(runs_dir, data_dir)
+    if cache_dir and Path(cache_dir).is_file():
+        raise DataError(f"--cache_dir={cache_dir} is a file, not a folder: give a folder, "
+                        f"or --cache_dir= to turn the cache off.")
+    if cache_dir:
+        check_outside("cache_dir", cache_dir, data_dir)
+    if test_dir and not Path(test_dir).is_dir():
+        what = "is a file, not a folder" if Path(test_dir).exists() else "does not exist"
+        raise DataError(f"--test_dir={test_dir} {what}: give a folder of test images, or "
+                        f"--test_dir= for none.")
+
+
+def resumed_params(resume, params, here, check_values):
+    """(params, run_dir) of the run `resume` names: its saved params.json over `params`,
+    then `here` (what may differ: where runs live, the devices), checked with
+    `check_values`. Raises RunError for a run that cannot go on."""
+    run_dir = find_run(resume, params["runs_dir"])
+    saved = read_json(run_dir / "params.json", "run's parameters")
+    if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
+        raise RunError(f"{run_dir / 'params.json'} is not the parameters of a run: it "
+                       f"cannot be resumed. Start a new run.")
+    params = {**params, **saved, "resume": str(run_dir), **here}
+    try:
+        check_values(params)
+    except UserError as error:
+        raise RunError(f"{run_dir / 'params.json'} holds a value that is not allowed "
+                       f"({error}), so the run cannot be resumed.") from None
+    print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
+          f"in its params.json.")
+    return params, run_dir
 
 
 def check_runs_dir(runs_dir, data_dir=None):
