@@ -3,7 +3,8 @@
 Offers, in the order a run calls them:
   write_data_records(run_dir, seed, data_dir, data, devices)
                                   -> run_info.json (seed, libraries, devices, data
-                                     summary), skipped.csv and unlabeled.txt
+                                     summary), split.csv, duplicates.csv, skipped.csv
+                                     and unlabeled.txt
   write_variant(folder, title, classes, scores, history, ...)
                                   -> one model's records: confusion.csv/.png,
                                      per_class.csv, curves.png (Figure 1 or 2) and,
@@ -35,17 +36,24 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, checkpoints, files, metrics, plots, runs
+from cnnlib import atomic, checkpoints, files, metrics, near_duplicates, plots, runs, \
+    subject_split
 
 MISTAKES_SHOWN = 16  # the figure of the worst mistakes shows at most this many images
 
 
 def write_data_records(run_dir, seed, data_dir, data, devices=None):
-    """Write run_info.json, and skipped.csv / unlabeled.txt when files were left out.
+    """Write run_info.json, split.csv, duplicates.csv, and skipped.csv / unlabeled.txt
+    when files were left out.
 
+    split.csv (subject_split.write_split): every image read, its split ("train",
+    "validation", "test", or "dropped" for a --dedupe copy) and subject (empty
+    without --group_column). duplicates.csv (near_duplicates.write_groups): every
+    near-duplicate group's files, with a header only when there are none.
     `data` is cnn_data.prepare_data's PreparedData; `devices` cluster.describe_setup's.
     """
     run_dir, classes = Path(run_dir), data.classes
+    summary = near_duplicates.summarise(data.duplicates)
     runs.write_json(run_dir / "run_info.json", {
         "seed": seed, "libraries": runs.library_versions(), "devices": devices,
         "data": {"data_dir": data_dir, "layout": data.layout, "standin": data.standin,
@@ -54,7 +62,28 @@ def write_data_records(run_dir, seed, data_dir, data, devices=None):
                  "validation": np.bincount(data.val_labels, minlength=len(classes)).tolist(),
                  "class_weights": data.weights, "skipped": len(data.skipped),
                  "unlabeled": len(data.unlabeled), "leaks": len(data.leaks),
+                 "near_duplicates": {"groups": summary.groups, "files": summary.files,
+                                     "across_sets": summary.across_sets,
+                                     "conflicting": summary.conflicting,
+                                     "dropped": len(data.dropped)},
                  "test": data.test_source}})
+    if data.split_files:
+        dropped = set(data.dropped)
+        listed, names = [], []
+        for split, paths in data.split_files.items():
+            for path in paths:
+                listed.append(path)
+                names.append("dropped" if path in dropped and split != "test" else split)
+        subject_split.write_split(
+            run_dir / "split.csv", listed,
+            {name: [i for i, n in enumerate(names) if n == name] for name in dict.fromkeys(names)},
+            [data.subjects.get(path, "") for path in listed])
+    near_duplicates.write_groups(run_dir / "duplicates.csv", data.duplicates,
+                                 data.duplicate_items)
+    if summary.groups:
+        print(f"{summary.groups} near-duplicate group(s) ({summary.files} files, "
+              f"{summary.conflicting} with conflicting labels) listed in "
+              f"{run_dir / 'duplicates.csv'}.")
     if data.skipped:  # absolute paths: usable from anywhere
         files.write_skipped(run_dir / "skipped.csv",
                             [(os.path.abspath(p), reason) for p, reason in data.skipped])
