@@ -380,7 +380,8 @@ def prepare_data(params, standin_dir=None):
                         val_labels=validation[1], counts_before=before, counts_after=after,
                         weights=weights, layout=found["layout"], standin=is_standin,
                         test=test, test_source=test_source, skipped=skipped,
-                        unlabeled=found["unlabeled"], leaks=leaks, duplicates=groups,
+                        unlabeled=found["unlabeled"], leaks=leaks,
+                        val_paths=[str(p) for p in validation[2]], duplicates=groups,
                         duplicate_items=items, split_files=split_files,
                         subjects=found.get("groups", {}), dropped=dropped)
 

@@ -22,6 +22,8 @@ Offers, in the order a run calls them:
   record_test_set(folder, model, images, labels, paths, classes, ...)
                                   -> a labelled test set's predictions and scores
                                      (cnn_eval.py), written with the worst mistakes
+  write_predictions(path, classes, paths, labels, probabilities)
+                                  -> predictions.csv / validation_predictions.csv
   write_scores(path, classes, scores) -> per-class CSV
   write_csv(path, rows)           -> any table as a CSV file
 
@@ -104,15 +106,21 @@ def _columns(rows):
 
 
 def write_variant(folder, title, classes, scores, history, val_labels, val_predicted,
-                  test_probabilities=None):
+                  test_probabilities=None, validation=None):
     """Write one trained model's records into `folder` and print its scores.
 
     `scores` {split: Scores} (Table 3's columns for this model), `history` its
     per-epoch rows, `val_predicted` its validation predictions (int [N]).
+    `validation`, when given, is (paths [N], probabilities [N, classes]) of the
+    validation images: validation_predictions.csv gets one row each (the columns
+    of predictions.csv), so `python -m cnnlib.compare` can pair two runs.
     metrics.json is written last, so a model that has it is recorded.
     Returns metrics.json's content.
     """
     folder = Path(folder)
+    if validation is not None and len(validation[0]) == len(validation[1]) == len(val_labels):
+        write_predictions(folder / "validation_predictions.csv", classes, validation[0],
+                          val_labels, validation[1])
     _, per_class = write_confusion(folder, classes, val_labels, val_predicted)
     print(metrics.format_scores(classes, per_class))
     plots.plot_history(_columns(history), folder / "curves.png", title)
@@ -231,10 +239,7 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     results = [{"path": str(path), "true": classes[t], "predicted": classes[p],
                 "probability": float(row[p]), "correct": bool(t == p)}
                for path, t, p, row in zip(paths, labels, predicted, probabilities)]
-    write_csv(folder / "predictions.csv", [
-        ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
-        *([r["path"], r["true"], r["predicted"], f"{r['probability']:.6f}", int(r["correct"]),
-           *(f"{p:.6f}" for p in row)] for r, row in zip(results, probabilities))])
+    write_predictions(folder / "predictions.csv", classes, paths, labels, probabilities)
     matrix, scores = write_confusion(folder, classes, labels, predicted,
                                       "Test confusion matrix")
     summary = {**metrics.summary_scores(matrix), "loss": scored["loss"]}
@@ -250,6 +255,21 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
         files.write_skipped(folder / "skipped.csv", skipped)
     return {"results": results, "summary": summary, "matrix": matrix, "scores": scores,
             "skipped": len(skipped)}
+
+
+def write_predictions(path, classes, paths, labels, probabilities):
+    """Write one CSV row an image: path, true, predicted, probability, correct, p_<class>.
+
+    `labels` int [N], `probabilities` [N, classes] in the order of `paths`.
+    """
+    probabilities = np.asarray(probabilities)
+    predicted = (np.argmax(probabilities, axis=1) if len(probabilities)
+                 else np.zeros(0, np.int64))
+    return write_csv(path, [
+        ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
+        *([str(p), classes[t], classes[k], f"{row[k]:.6f}", int(t == k),
+           *(f"{v:.6f}" for v in row)]
+          for p, t, k, row in zip(paths, labels, predicted, probabilities))])
 
 
 def write_scores(path, classes, scores):

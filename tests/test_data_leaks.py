@@ -153,3 +153,30 @@ def test_find_duplicates_with_no_sets_finds_nothing(capsys):
     groups, items = cnn_data.find_duplicates({}, CLASSES)
     assert groups == [] and items == []
     assert near_duplicates.summarise(groups).groups == 0
+
+
+def test_validation_predictions_pair_two_runs(tmp_path):
+    from cnnlib import compare
+
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1], np.int64)
+    paths = [f"/data/validation/img{i}.png" for i in range(len(labels))]
+    rng = np.random.default_rng(0)
+    folders = []
+    for name, right in (("a", 4), ("b", 8)):
+        probabilities = rng.random((len(labels), 3))
+        wrong = (labels + 1) % 3
+        probabilities[np.arange(8), np.where(np.arange(8) < right, labels, wrong)] += 5
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        folder = tmp_path / name
+        folder.mkdir()
+        records.write_predictions(folder / "validation_predictions.csv", CLASSES, paths,
+                                  labels, probabilities)
+        folders.append(folder)
+    with open(folders[0] / "validation_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["path"] for r in rows] == paths
+    assert list(rows[0]) == ["path", "true", "predicted", "probability", "correct",
+                             "p_anger", "p_happy", "p_sad"]
+    result = compare.compare_files(folders[0], folders[1])
+    accuracy = next(c for c in result.comparisons if c.metric == "accuracy")
+    assert accuracy.a == 0.5 and accuracy.b == 1.0 and accuracy.difference == 0.5
