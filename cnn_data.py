@@ -9,6 +9,9 @@ Offers, in the order a run calls them:
     load_split(paths, labels, ...)    -> one split decoded (or mapped from the cache)
     check_data(data, data_dir, strict) raises DataError for data that cannot train;
                                          warns of files shared by train and validation
+    find_duplicates(sets, classes, cache_dir, keys) -> (groups, items): near-duplicates
+                                         within and across train, validation and test
+                                         (cnnlib.near_duplicates, hashes cached)
     class_counts(labels, num_classes) -> images per class (Table 1's rows)
     augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
     class_weights(counts)             -> {class index: weight} (Equation 1)
@@ -46,7 +49,7 @@ import numpy as np  # noqa: E402
 import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
-from cnnlib import cache, files, layouts, standin  # noqa: E402
+from cnnlib import cache, files, layouts, near_duplicates, standin  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
 from cnnlib.errors import DataError  # noqa: F401,E402
 from cnnlib.prepared import PreparedData  # noqa: E402
@@ -166,6 +169,64 @@ def check_data(data, data_dir, strict=False, twins=None):
     return twins
 
 
+def find_duplicates(sets, classes, cache_dir="", keys=None):
+    """Find near-duplicate images within and across `sets`, and print one line of counts.
+
+    `sets` is {set name: (uint8 images or None, int labels, paths)} ("train",
+    "validation", "test"); `keys` {set name: the images' cache key} lets each set's
+    hashes be read from and written to `cache_dir` (images None: only from the cache,
+    so a key is needed). Hashing reads the images only: no array, order or random
+    state changes. Returns (groups, items): near_duplicates Groups, largest first,
+    and the Items (set, file, class name) their indices point into, in `sets` order.
+    """
+    keys = keys or {}
+    hashes, items = [], []
+    for name, (images, labels, paths) in sets.items():
+        key = (cache.derived_key(near_duplicates.HASH_CACHE_TAG, keys[name])
+               if cache_dir and keys.get(name) else None)
+        cached = cache.read_entry(cache_dir, "phash", key) if key else None
+        if cached is not None and len(cached[0]) == len(paths):
+            found = near_duplicates.Hashes.from_array(cached[0])
+        else:
+            found = near_duplicates.hash_images(images)
+            if key:
+                cache.write_entry(cache_dir, "phash", key, found.as_array())
+        hashes.append(found)
+        items += [near_duplicates.Item(name, str(path), classes[int(label)])
+                  for path, label in zip(paths, labels)]
+    every = near_duplicates.Hashes(
+        np.concatenate([h.hashes for h in hashes]) if hashes else np.zeros(0, np.uint64),
+        np.concatenate([h.features for h in hashes]) if hashes
+        else np.zeros((0, near_duplicates.FEATURES), np.float16))
+    groups = near_duplicates.find_groups(every, items)
+    summary = near_duplicates.summarise(groups)
+    across = {pair: sum(set(pair) <= set(g.sets) for g in groups)
+              for pair in (("train", "validation"), ("train", "test"), ("validation", "test"))}
+    print(f"Near-duplicates (perceptual hash): {summary.groups} group(s), {summary.files} "
+          f"file(s) in them, {summary.across_sets} across sets (train/validation "
+          f"{across[('train', 'validation')]}, train/test {across[('train', 'test')]}, "
+          f"validation/test {across[('validation', 'test')]}), {summary.conflicting} with "
+          f"conflicting labels.")
+    return groups, items
+
+
+def _drop_rows(split, drop):
+    """(images, labels, paths) of one split without the rows `drop` (sorted indices)."""
+    images, labels, paths = split
+    keep = np.setdiff1d(np.arange(len(labels)), np.asarray(drop, np.int64))
+    return (images[keep] if images is not None else None, labels[keep],
+            [paths[i] for i in keep])
+
+
+def _hashes_cached(cache_dir, key, count):
+    """True when the hashes of the images with cache key `key` are in `cache_dir`."""
+    if not cache_dir or not key:
+        return False
+    entry = cache.read_entry(cache_dir, "phash",
+                             cache.derived_key(near_duplicates.HASH_CACHE_TAG, key))
+    return entry is not None and len(entry[0]) == count
+
+
 def _split_of_entry(found_split, small):
     """(train, unreadable, kept) as load_split gives them, from a balanced cache entry:
     the files' labels and paths, without their pixels (the balanced set has them)."""
@@ -203,8 +264,12 @@ def prepare_data(params, standin_dir=None):
     The test set is the data's own test split (a test/ folder, or CSV rows marked
     test) when it has one, else TEST_DIR's labelled images (the report's 8 test
     images of the stand-in).
-    Raises DataError for data that cannot be trained on, and with STRICT for any
-    file that would be skipped.
+    Near-duplicates within and across the sets are found (find_duplicates) and
+    kept on the PreparedData; with DEDUPE their copies leave the in-memory training
+    and validation arrays before balancing (the test set is never shrunk), and the
+    balanced set is then not cached. With GROUP_COLUMN the split keeps each subject
+    on one side. Raises DataError for data that cannot be trained on, and with
+    STRICT for any file that would be skipped.
     """
     data_dir, seed = params["data_dir"], params["seed"]
     if standin_dir is not None and data_dir == standin_dir:
@@ -220,7 +285,9 @@ def prepare_data(params, standin_dir=None):
                       image_column=params["image_column"], label_column=params["label_column"],
                       images_dir=params["images_dir"],
                       validation_fraction=params["validation_fraction"],
-                      split_column=params["split_column"])
+                      split_column=params["split_column"],
+                      group_column=params.get("group_column", ""))
+    dedupe = bool(params.get("dedupe", False))
     classes, num_classes = found["classes"], len(found["classes"])
     loader, tag = image_loader(params["crop_faces"], params["face_margin"],
                                params["min_face_size"], params["detector"], params["align"])
@@ -230,7 +297,7 @@ def prepare_data(params, standin_dir=None):
     # augmenting or holding the training originals beside it.
     balanced_key = (cache.derived_key("balanced", keys["train"], found["train"][1], num_classes,
                                       params["noise_sigma"], seed)
-                    if cache_dir and params["augment"] else None)
+                    if cache_dir and params["augment"] and not dedupe else None)
     balanced = cache.read_entry(cache_dir, "balanced", balanced_key) if balanced_key else None
     if balanced is None:
         train, train_unreadable, kept = load_split(*found["train"], size, channels, cache_dir,
@@ -241,12 +308,45 @@ def prepare_data(params, standin_dir=None):
                                                keys["validation"], loader, tag)
     test, test_unreadable = None, []
     if found["test"] is not None:
+        keys["test"] = cache.cache_key(found["test"][0], size, channels, tag) if cache_dir else None
         test, test_unreadable, _ = load_split(*found["test"], size, channels, cache_dir,
-                                              loader=loader, tag=tag)
+                                              keys["test"], loader, tag)
     skipped = (list(found["excluded"]) + train_unreadable + val_unreadable + test_unreadable)
     leaks = _checked({"classes": classes, "layout": found["layout"], "train": train,
                       "validation": validation, "skipped": skipped},
                      data_dir, params["strict"], cache_dir, keys)
+
+    # Near-duplicates: hashing only reads the decoded images (no array, order or seed
+    # changes); a warm balanced run maps the originals only when the hashes are not cached.
+    sets = {"train": train, "validation": validation}
+    if test is not None:
+        sets["test"] = test
+    if train[0] is None and not _hashes_cached(cache_dir, keys["train"], len(train[1])):
+        with warnings.catch_warnings():  # its skipped files were reported already
+            warnings.simplefilter("ignore")
+            sets["train"] = load_split(*found["train"], size, channels, cache_dir,
+                                       keys["train"], loader, tag)[0]
+    groups, items = find_duplicates(sets, classes, cache_dir, keys)
+    split_files = {name: [str(p) for p in split[2]] for name, split in sets.items()}
+    dropped = []
+    if dedupe and groups:
+        drop = [i for i in near_duplicates.to_drop(groups, items) if items[i].set_name != "test"]
+        dropped = [items[i].file for i in drop]
+        offset = 0
+        for name in ("train", "validation"):
+            count = len(sets[name][1])
+            mine = [i - offset for i in drop if offset <= i < offset + count]
+            if name == "train":
+                train = _drop_rows(train, mine)
+            else:
+                validation = _drop_rows(validation, mine)
+            offset += count
+        print(f"--dedupe=True: left out {len(drop)} near-duplicate copies "
+              f"({sum(i < len(sets['train'][1]) for i in drop)} training, "
+              f"{len(drop) - sum(i < len(sets['train'][1]) for i in drop)} validation), "
+              f"in memory only; nothing on disk was touched.")
+    elif dedupe:
+        print("--dedupe=True: no near-duplicates to leave out.")
 
     # Table 1: originals, mirrors, noisy copies; then Equation 1's weights.
     before = class_counts(train[1], num_classes)
@@ -280,7 +380,10 @@ def prepare_data(params, standin_dir=None):
                         val_labels=validation[1], counts_before=before, counts_after=after,
                         weights=weights, layout=found["layout"], standin=is_standin,
                         test=test, test_source=test_source, skipped=skipped,
-                        unlabeled=found["unlabeled"], leaks=leaks)
+                        unlabeled=found["unlabeled"], leaks=leaks,
+                        val_paths=[str(p) for p in validation[2]], duplicates=groups,
+                        duplicate_items=items, split_files=split_files,
+                        subjects=found.get("groups", {}), dropped=dropped)
 
 
 def print_class_table(classes, before, after, weights):
@@ -428,7 +531,8 @@ def main(argv=None):
 
     Prints the class counts before and after augmentation (the data's own Table 1)
     and the Equation 1 weights, and saves a grid of preprocessed examples per
-    class, with one augmented example each, as RUNS_DIR/data_report-<time>.png.
+    class, with one augmented example each, as RUNS_DIR/data_report-<time>.png,
+    and the near-duplicate groups as data_report-<time>-duplicates.csv beside it.
     Returns the exit status.
     """
     from datetime import datetime
@@ -454,6 +558,8 @@ def main(argv=None):
         path = runs.claim_path(Path(params["runs_dir"]) /
                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
         plots.plot_examples(images, labels, data.classes, path, augmented=augmented)
+        duplicates = near_duplicates.write_groups(
+            path.with_name(path.stem + "-duplicates.csv"), data.duplicates, data.duplicate_items)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -461,6 +567,7 @@ def main(argv=None):
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     print(f"Examples per class: {path}")
+    print(f"Near-duplicate groups: {duplicates}")
     return 0
 
 

@@ -42,6 +42,11 @@ LABEL_COLUMN = "emotion"     # its column of labels
 IMAGES_DIR = "images"        # folder beside the CSV holding the images ("" = the CSV's own)
 VALIDATION_FRACTION = 0.2    # share of each class held out when the data has no validation/
 STRICT = False               # True: an unreadable, conflicting or unlabelled file is an error
+GROUP_COLUMN = ""            # the labels CSV's subject column: then the training/validation
+                             # split keeps each subject on one side ("" = split per class)
+DEDUPE = False               # True: near-duplicate images (perceptual hash, found at every
+                             # data preparation, listed in duplicates.csv) keep one copy, on
+                             # one side only, in memory; off so the report's run is unchanged
 
 # ---------------------------------------------------------------- stand-in
 # Training counts of the stand-in: exactly the report's Table 1 "A" row (4521).

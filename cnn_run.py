@@ -234,7 +234,8 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
             model, images, labels, num_classes, params["batch_size"])
     records.write_variant(folder, title, data.classes, scores, history, data.val_labels,
                           np.argmax(probabilities["validation"], axis=1),
-                          probabilities.get("test"))
+                          probabilities.get("test"),
+                          validation=(data.val_paths, probabilities["validation"]))
     return scores, history
 
 

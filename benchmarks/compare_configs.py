@@ -9,7 +9,11 @@ Each configuration trains once per seed, with `python cnn_run.py CONFIG --seed=S
 Prints, per run and then per configuration (mean and spread over the seeds): the
 validation accuracy, balanced accuracy and macro-F1 of the final model, the epochs
 trained, the median seconds per epoch and the whole run's wall time. The seed also
-draws the validation split, so the spread includes the split's luck.
+draws the validation split, so the spread includes the split's luck. Then, per seed,
+the first two configurations are compared on the same validation images (each run's
+validation_predictions.csv, paired by file: cnnlib.compare.compare_files): the
+difference in accuracy (McNemar mid-p), balanced accuracy and macro-F1 (paired
+bootstrap), each with its interval and p-value.
 """
 
 import json
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
 
 
@@ -43,7 +48,7 @@ def train(config, seed, overrides, runs_dir):
             "balanced_accuracy": validation["balanced_accuracy"],
             "macro_f1": validation["macro_f1"], "epochs": metrics["epochs"],
             "seconds_per_epoch": statistics.median(seconds), "minutes": wall / 60,
-            "run": str(run_dir)}
+            "run": str(run_dir), "seed": seed}
 
 
 def main():
@@ -79,7 +84,22 @@ def main():
         print(f"| {config} | " + " | ".join(cells) + f" | {rows[0]['epochs']} | "
               f"{statistics.mean(r['seconds_per_epoch'] for r in rows):.1f} | "
               f"{statistics.mean(r['minutes'] for r in rows):.1f} |")
+    if len(configs) >= 2:
+        print_comparisons(configs[0], configs[1], results)
     return 0
+
+
+def print_comparisons(first, second, results):
+    """Per seed, B = `second` against A = `first` on the same validation images."""
+    from cnnlib import compare
+    from cnnlib.errors import UserError
+
+    for a, b in zip(results[first], results[second]):
+        print(f"\n{second} (B) against {first} (A), seed {a['seed']}, validation images:")
+        try:
+            print(compare.format_comparison(compare.compare_files(a["run"], b["run"])))
+        except UserError as error:
+            print(f"  not compared: {error}")
 
 
 if __name__ == "__main__":

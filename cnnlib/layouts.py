@@ -12,8 +12,10 @@ Offers, in the order a run calls them:
   list_split(data_dir, split, lookup) -> (paths, labels) of <data_dir>/<split>/<class>/*
   folder_labels(root)                 -> the normalised names of the class folders
   read_labels_file(csv, ...)          -> (paths, label names, excluded, unlabeled, splits)
+  read_group_column(csv, ...)         -> {path: subject} of a labels CSV's group column
   is_labelled_folder(path, labels_file) -> True for a folder of class folders or a labels CSV
   stratified_split(labels, ...)       -> (train, validation) indices, per class
+                                         (subject_split.split_by_group with a group column)
 
 Class names live in cnnlib/labels.py, listing files in cnnlib/files.py. Nothing
 here reads more of a file than it must, or moves, renames, rewrites or deletes one.
@@ -157,6 +159,44 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
     return paths, names, excluded, unlabeled, splits
 
 
+def read_group_column(csv_path, image_column, group_column, images_dir=""):
+    """Return {str(path): subject} from the `group_column` of a labels CSV.
+
+    Paths resolve as read_labels_file resolves them (relative to the CSV's folder or
+    `images_dir`); a blank subject is left out (the image is a group of its own), and
+    the first non-blank subject of an image listed twice wins.
+    Raises DataError, one sentence naming the CSV and the column, when the CSV has
+    no such column.
+    """
+    csv_path = Path(csv_path)
+    base = csv_path.parent
+    folders = [base / images_dir, base] if images_dir else [base]
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            if group_column not in columns:
+                raise DataError(f"{csv_path} has no column {group_column!r} for "
+                                f"--group_column (it has {', '.join(columns)}): name one of "
+                                f"them, or leave --group_column empty.")
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+    except csv.Error as error:
+        raise DataError(f"{csv_path} is not a CSV this suite can read ({error}): save it "
+                        f"as a plain UTF-8 CSV.") from None
+    groups = {}
+    for row in rows:
+        image, group = row.get(image_column, ""), row.get(group_column, "")
+        if not image or not group:
+            continue
+        found = next((f / image for f in folders if (f / image).is_file()), None)
+        if found is not None:
+            groups.setdefault(str(found), group)
+    return groups
+
+
 def stratified_split(labels, fraction, seed):
     """Split indices into (train, validation), `fraction` of each class to validation.
 
@@ -174,9 +214,20 @@ def stratified_split(labels, fraction, seed):
     return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(validation, np.int64))
 
 
-def _with_split(paths, labels, fraction, seed):
-    """{"train": (paths, labels), "validation": ...}: `fraction` of each class held out."""
-    train, validation = stratified_split(labels, fraction, seed)
+def _with_split(paths, labels, fraction, seed, groups=None):
+    """{"train": (paths, labels), "validation": ...}: `fraction` of each class held out.
+
+    With `groups` ({str(path): subject}), subject_split.split_by_group keeps each
+    subject's images on one side.
+    """
+    if groups is not None:
+        from cnnlib import subject_split
+
+        split = subject_split.split_by_group(labels, [groups.get(str(p), "") for p in paths],
+                                             fraction, seed)
+        train, validation = split.train, split.validation
+    else:
+        train, validation = stratified_split(labels, fraction, seed)
     return {"train": ([paths[i] for i in train], labels[train]),
             "validation": ([paths[i] for i in validation], labels[validation])}
 
@@ -211,17 +262,21 @@ def find_split_folders(data_dir, classes, aliases, validation_fraction, seed):
 
 
 def find_labels_file(data_dir, classes, aliases, labels_file, image_column, label_column,
-                     images_dir, validation_fraction, seed, split_column=""):
+                     images_dir, validation_fraction, seed, split_column="", group_column=""):
     """Layout 2: a CSV in `data_dir` with image and label columns, split.
 
     With a column `split_column`, rows marked test are the test split and rows
     marked validation the validation split; the rest (train or blank) are training
     data, split by `validation_fraction` only when no row is marked validation.
-    Returns (layout, classes, aliases, splits, excluded, unlabeled).
+    With `group_column`, that split keeps each subject of the column on one side.
+    Returns (layout, classes, aliases, splits, excluded, unlabeled, groups): groups
+    {str(path): subject}, None without `group_column`.
     """
     csv_path = Path(data_dir) / labels_file
     paths, names, excluded, unlabeled, marks = read_labels_file(
         csv_path, image_column, label_column, images_dir, split_column)
+    groups = (read_group_column(csv_path, image_column, group_column, images_dir)
+              if group_column else None)
     classes, aliases = choose_classes(classes, aliases, sorted(set(names)))
     lookup = class_lookup(classes, aliases)
     unknown = sorted({n for n in names if n not in lookup})
@@ -234,9 +289,12 @@ def find_labels_file(data_dir, classes, aliases, labels_file, image_column, labe
                         f"--images_dir and the paths in --image_column={image_column}.")
     labels = np.asarray([lookup[n] for n in names], np.int64)
     layout = f"labels file {labels_file}"
+    if group_column:
+        layout += f", subjects of its {group_column!r} column"
     if not any(marks):
-        return (layout, classes, aliases, _with_split(paths, labels, validation_fraction, seed),
-                excluded, unlabeled)
+        return (layout, classes, aliases,
+                _with_split(paths, labels, validation_fraction, seed, groups),
+                excluded, unlabeled, groups)
 
     def rows(*wanted):
         keep = [i for i, mark in enumerate(marks) if mark in wanted]
@@ -246,11 +304,11 @@ def find_labels_file(data_dir, classes, aliases, labels_file, image_column, labe
     if "validation" in marks:
         splits = {"train": (train_paths, train_labels), "validation": rows("validation")}
     else:
-        splits = _with_split(train_paths, train_labels, validation_fraction, seed)
+        splits = _with_split(train_paths, train_labels, validation_fraction, seed, groups)
     if "test" in marks:
         splits["test"] = rows("test")
     return (f"{layout} with its {split_column!r} column", classes, aliases, splits, excluded,
-            unlabeled)
+            unlabeled, groups)
 
 
 def find_class_tree(data_dir, classes, aliases, validation_fraction, seed):
@@ -268,32 +326,39 @@ def find_class_tree(data_dir, classes, aliases, validation_fraction, seed):
 
 def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_column="image",
                  label_column="emotion", images_dir="images", validation_fraction=0.2,
-                 seed=0, split_column="split"):
+                 seed=0, split_column="split", group_column=""):
     """Find the labelled images of `data_dir` in the first supported layout that fits.
 
     Layouts, tried in this order: split class folders (train/ and validation/,
     and test/ when present), a labels CSV (`labels_file`, whose `split_column`
     may mark train, validation and test rows), one class-folder tree. Splits take
-    `validation_fraction` of each class, reproducibly from `seed`.
+    `validation_fraction` of each class, reproducibly from `seed`; with
+    `group_column` (a subject column of the labels CSV) no subject straddles them.
     Returns a dict: layout (str), classes (list), aliases ({class: other names}),
     train and validation (each (paths, int64 labels)), test ((paths, labels) of
     the data's own test split, or None), excluded ([(path, reason)]),
-    unlabeled ([Path]).
+    unlabeled ([Path]), groups ({str(path): subject}, empty without `group_column`).
     Raises DataError for anything that stops training: a missing folder, an
-    unknown class or label, a class with no images.
+    unknown class or label, a class with no images, a group column that is not there.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         what = "is a file, not a folder" if data_dir.exists() else "does not exist"
         raise DataError(f"The data folder {data_dir} {what}: check --data_dir.")
-    excluded, unlabeled = [], []
+    excluded, unlabeled, groups = [], [], None
+    has_csv = bool(labels_file) and (data_dir / labels_file).is_file()
+    if group_column and ((data_dir / "train").is_dir() or not has_csv):
+        raise DataError(f"--group_column={group_column} needs a labels CSV "
+                        f"{data_dir / (labels_file or 'legend.csv')} that names each image's "
+                        f"subject, and {data_dir} is split by folders instead: leave "
+                        f"--group_column empty.")
     if (data_dir / "train").is_dir():
         layout, classes, aliases, splits = find_split_folders(
             data_dir, classes, aliases, validation_fraction, seed)
-    elif labels_file and (data_dir / labels_file).is_file():
-        layout, classes, aliases, splits, excluded, unlabeled = find_labels_file(
+    elif has_csv:
+        layout, classes, aliases, splits, excluded, unlabeled, groups = find_labels_file(
             data_dir, classes, aliases, labels_file, image_column, label_column, images_dir,
-            validation_fraction, seed, split_column)
+            validation_fraction, seed, split_column, group_column)
     elif _class_dirs(data_dir):
         layout, classes, aliases, splits = find_class_tree(
             data_dir, classes, aliases, validation_fraction, seed)
@@ -307,7 +372,7 @@ def find_dataset(data_dir, classes, aliases, labels_file="legend.csv", image_col
                         f"--classes=auto.")
     return {"layout": layout, "classes": classes, "aliases": aliases, "train": splits["train"],
             "validation": splits["validation"], "test": splits.get("test"),
-            "excluded": excluded, "unlabeled": unlabeled}
+            "excluded": excluded, "unlabeled": unlabeled, "groups": groups or {}}
 
 
 def is_labelled_folder(path, labels_file="legend.csv"):

@@ -31,3 +31,9 @@ class PreparedData:
     skipped: list = field(default_factory=list)    # [(path, reason)] left out
     unlabeled: list = field(default_factory=list)  # [Path] of images with no label
     leaks: list = field(default_factory=list)      # [(train path, validation path)] twins
+    val_paths: list = field(default_factory=list)  # [str] file of each validation image
+    duplicates: list = field(default_factory=list)       # [near_duplicates.Group], largest first
+    duplicate_items: list = field(default_factory=list)  # [near_duplicates.Item] groups index
+    split_files: dict = field(default_factory=dict)      # {split: [file]} read, before --dedupe
+    subjects: dict = field(default_factory=dict)         # {file: subject} of --group_column
+    dropped: list = field(default_factory=list)          # [file] left out by --dedupe

@@ -3,7 +3,8 @@
 Offers, in the order a run calls them:
   write_data_records(run_dir, seed, data_dir, data, devices)
                                   -> run_info.json (seed, libraries, devices, data
-                                     summary), skipped.csv and unlabeled.txt
+                                     summary), split.csv, duplicates.csv, skipped.csv
+                                     and unlabeled.txt
   write_variant(folder, title, classes, scores, history, ...)
                                   -> one model's records: confusion.csv/.png,
                                      per_class.csv, curves.png (Figure 1 or 2) and,
@@ -21,6 +22,8 @@ Offers, in the order a run calls them:
   record_test_set(folder, model, images, labels, paths, classes, ...)
                                   -> a labelled test set's predictions and scores
                                      (cnn_eval.py), written with the worst mistakes
+  write_predictions(path, classes, paths, labels, probabilities)
+                                  -> predictions.csv / validation_predictions.csv
   write_scores(path, classes, scores) -> per-class CSV
   write_csv(path, rows)           -> any table as a CSV file
 
@@ -35,17 +38,24 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, checkpoints, files, metrics, plots, runs
+from cnnlib import atomic, checkpoints, files, metrics, near_duplicates, plots, runs, \
+    subject_split
 
 MISTAKES_SHOWN = 16  # the figure of the worst mistakes shows at most this many images
 
 
 def write_data_records(run_dir, seed, data_dir, data, devices=None):
-    """Write run_info.json, and skipped.csv / unlabeled.txt when files were left out.
+    """Write run_info.json, split.csv, duplicates.csv, and skipped.csv / unlabeled.txt
+    when files were left out.
 
+    split.csv (subject_split.write_split): every image read, its split ("train",
+    "validation", "test", or "dropped" for a --dedupe copy) and subject (empty
+    without --group_column). duplicates.csv (near_duplicates.write_groups): every
+    near-duplicate group's files, with a header only when there are none.
     `data` is cnn_data.prepare_data's PreparedData; `devices` cluster.describe_setup's.
     """
     run_dir, classes = Path(run_dir), data.classes
+    summary = near_duplicates.summarise(data.duplicates)
     runs.write_json(run_dir / "run_info.json", {
         "seed": seed, "libraries": runs.library_versions(), "devices": devices,
         "data": {"data_dir": data_dir, "layout": data.layout, "standin": data.standin,
@@ -54,7 +64,28 @@ def write_data_records(run_dir, seed, data_dir, data, devices=None):
                  "validation": np.bincount(data.val_labels, minlength=len(classes)).tolist(),
                  "class_weights": data.weights, "skipped": len(data.skipped),
                  "unlabeled": len(data.unlabeled), "leaks": len(data.leaks),
+                 "near_duplicates": {"groups": summary.groups, "files": summary.files,
+                                     "across_sets": summary.across_sets,
+                                     "conflicting": summary.conflicting,
+                                     "dropped": len(data.dropped)},
                  "test": data.test_source}})
+    if data.split_files:
+        dropped = set(data.dropped)
+        listed, names = [], []
+        for split, paths in data.split_files.items():
+            for path in paths:
+                listed.append(path)
+                names.append("dropped" if path in dropped and split != "test" else split)
+        subject_split.write_split(
+            run_dir / "split.csv", listed,
+            {name: [i for i, n in enumerate(names) if n == name] for name in dict.fromkeys(names)},
+            [data.subjects.get(path, "") for path in listed])
+    near_duplicates.write_groups(run_dir / "duplicates.csv", data.duplicates,
+                                 data.duplicate_items)
+    if summary.groups:
+        print(f"{summary.groups} near-duplicate group(s) ({summary.files} files, "
+              f"{summary.conflicting} with conflicting labels) listed in "
+              f"{run_dir / 'duplicates.csv'}.")
     if data.skipped:  # absolute paths: usable from anywhere
         files.write_skipped(run_dir / "skipped.csv",
                             [(os.path.abspath(p), reason) for p, reason in data.skipped])
@@ -75,15 +106,21 @@ def _columns(rows):
 
 
 def write_variant(folder, title, classes, scores, history, val_labels, val_predicted,
-                  test_probabilities=None):
+                  test_probabilities=None, validation=None):
     """Write one trained model's records into `folder` and print its scores.
 
     `scores` {split: Scores} (Table 3's columns for this model), `history` its
     per-epoch rows, `val_predicted` its validation predictions (int [N]).
+    `validation`, when given, is (paths [N], probabilities [N, classes]) of the
+    validation images: validation_predictions.csv gets one row each (the columns
+    of predictions.csv), so `python -m cnnlib.compare` can pair two runs.
     metrics.json is written last, so a model that has it is recorded.
     Returns metrics.json's content.
     """
     folder = Path(folder)
+    if validation is not None and len(validation[0]) == len(validation[1]) == len(val_labels):
+        write_predictions(folder / "validation_predictions.csv", classes, validation[0],
+                          val_labels, validation[1])
     _, per_class = write_confusion(folder, classes, val_labels, val_predicted)
     print(metrics.format_scores(classes, per_class))
     plots.plot_history(_columns(history), folder / "curves.png", title)
@@ -202,10 +239,7 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     results = [{"path": str(path), "true": classes[t], "predicted": classes[p],
                 "probability": float(row[p]), "correct": bool(t == p)}
                for path, t, p, row in zip(paths, labels, predicted, probabilities)]
-    write_csv(folder / "predictions.csv", [
-        ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
-        *([r["path"], r["true"], r["predicted"], f"{r['probability']:.6f}", int(r["correct"]),
-           *(f"{p:.6f}" for p in row)] for r, row in zip(results, probabilities))])
+    write_predictions(folder / "predictions.csv", classes, paths, labels, probabilities)
     matrix, scores = write_confusion(folder, classes, labels, predicted,
                                       "Test confusion matrix")
     summary = {**metrics.summary_scores(matrix), "loss": scored["loss"]}
@@ -221,6 +255,21 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
         files.write_skipped(folder / "skipped.csv", skipped)
     return {"results": results, "summary": summary, "matrix": matrix, "scores": scores,
             "skipped": len(skipped)}
+
+
+def write_predictions(path, classes, paths, labels, probabilities):
+    """Write one CSV row an image: path, true, predicted, probability, correct, p_<class>.
+
+    `labels` int [N], `probabilities` [N, classes] in the order of `paths`.
+    """
+    probabilities = np.asarray(probabilities)
+    predicted = (np.argmax(probabilities, axis=1) if len(probabilities)
+                 else np.zeros(0, np.int64))
+    return write_csv(path, [
+        ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
+        *([str(p), classes[t], classes[k], f"{row[k]:.6f}", int(t == k),
+           *(f"{v:.6f}" for v in row)]
+          for p, t, k, row in zip(paths, labels, predicted, probabilities))])
 
 
 def write_scores(path, classes, scores):
