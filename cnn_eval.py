@@ -464,8 +464,11 @@ def export_or_serve(model_paths, sources, params):
         model = cnn_model.load_model(model_path)
         trained = trained_params(model_path, model, params)
         if limits:
+            faces_as = _face_settings(trained, params)
+            print(faces_as.line)
             predictor = server.load_predictor(model, model_path, trained,
-                                              params["min_face_size"])
+                                              params["min_face_size"], faces_as.detector,
+                                              faces_as.align)
             server.serve(predictor, params["host"], params["serve"], limits, params["faces"])
             continue
         folder, outcome = export.export_model(

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import decode, faces
+from cnnlib import decode, faces, landmarks
 from cnnlib.errors import ConfigError, DataError
 
 DEFAULT_PORT = 8000
@@ -78,6 +78,8 @@ class Predictor:
     min_face: int
     crop_faces: bool
     infer: object = field(repr=False)  # uint8-range float32 [N, s, s, c] -> [N, classes]
+    detector: str = "haar"             # "haar" (boxes) or "mtcnn" (boxes and landmarks)
+    align: bool = False                # faces turned upright before the crop (mtcnn)
 
 
 @dataclass
@@ -107,8 +109,9 @@ def check_limits(params):
                   params["max_waiting"])
 
 
-def load_predictor(model, model_path, trained, min_face=30):
-    """Return the Predictor of `model` (trained: cnn_eval.trained_params' dict).
+def load_predictor(model, model_path, trained, min_face=30, detector="haar", align=False):
+    """Return the Predictor of `model` (trained: cnn_eval.trained_params' dict), finding
+    faces with `detector` (loaded now, once) and aligning them with `align`.
 
     The model's call is compiled once for any batch of its image size and warmed
     up, so the first request is not slower than the rest; a tf.function may be
@@ -126,9 +129,12 @@ def load_predictor(model, model_path, trained, min_face=30):
     infer(np.zeros((1, size, size, channels), np.float32))
     path = Path(model_path)
     name = f"{path.parent.name}/{path.name}" if path.stem in ("model", "best") else path.name
+    faces.check_detector(detector, align)
+    if detector != "haar":  # its networks load now, not on the first request
+        faces.find_faces(np.zeros((64, 64, 3), np.uint8), detector, min_face)
     return Predictor(name, path, list(trained["classes"]), size, channels,
                      float(trained.get("face_margin", 0.1)), int(min_face),
-                     bool(trained.get("crop_faces")), infer)
+                     bool(trained.get("crop_faces")), infer, detector, bool(align))
 
 
 def read_image(data, channels, max_pixels):
@@ -192,14 +198,15 @@ def predict(predictor, data, mode="auto", max_pixels=OPTIONS["max_pixels"]):
     try:
         height, width = pixels.shape[:2]
         boxes = []
-        if mode != "false":
-            gray = (pixels[..., 0] if predictor.channels == 1
+        if mode != "false":  # Haar looks at the gray picture, MTCNN at the colour one
+            seen = (decode.decode_full(temp, 3) if predictor.detector != "haar"
+                    else pixels[..., 0] if predictor.channels == 1
                     else faces.to_gray(decode.decode_full(temp, 1)))
-            boxes = faces.detect_faces(gray, predictor.min_face)
+            boxes = faces.find_faces(seen, predictor.detector, predictor.min_face)
         by_face = False
         if mode == "false":
             reason = "--faces=false: the whole image is scored"
-        elif mode == "auto" and faces.is_face_crop((height, width), boxes):
+        elif mode == "auto" and faces.is_face_crop((height, width), [f.box for f in boxes]):
             reason = "the image is already a face crop, so it is scored whole, as in training"
         elif not boxes:
             reason = (f"no face of at least {predictor.min_face} px was found: the whole "
@@ -208,12 +215,16 @@ def predict(predictor, data, mode="auto", max_pixels=OPTIONS["max_pixels"]):
             by_face, reason = True, f"{len(boxes)} face(s) found, each cropped and scored"
         found, whole = [], None
         if by_face:
-            crops = np.stack([faces.crop_face(pixels, box, predictor.margin,
-                                              predictor.image_size) for box in boxes])
-            for index, (box, row) in enumerate(zip(boxes, predictor.infer(crops))):
-                x, y, w, h = (int(v) for v in box)
+            crops = np.stack([faces.crop_face(pixels, face, predictor.margin,
+                                              predictor.image_size, predictor.align)
+                              for face in boxes])
+            for index, (face, row) in enumerate(zip(boxes, predictor.infer(crops))):
+                x, y, w, h = (int(v) for v in face.box)
+                points = (None if face.points is None else
+                          {name: [round(float(v), 1) for v in point]
+                           for name, point in zip(landmarks.POINTS, face.points)})
                 found.append({"face": index + 1, "box": {"x": x, "y": y, "w": w, "h": h},
-                              "landmarks": None, **_scores(predictor, row)})
+                              "landmarks": points, **_scores(predictor, row)})
         else:
             image = decode.decode_image(temp, predictor.image_size, predictor.channels)
             whole = _scores(predictor, predictor.infer(image[None])[0])
@@ -221,7 +232,7 @@ def predict(predictor, data, mode="auto", max_pixels=OPTIONS["max_pixels"]):
         os.unlink(temp)
     return {"model": predictor.name, "classes": predictor.classes,
             "image": {"width": int(width), "height": int(height)},
-            "detector": "opencv-haar", "scored": "faces" if found else "whole",
+            "detector": predictor.detector, "scored": "faces" if found else "whole",
             "reason": reason, "faces": found, "whole": whole,
             "seconds": round(time.perf_counter() - start, 4)}
 
@@ -256,7 +267,8 @@ def model_facts(predictor, limits=None):
             "classes": predictor.classes,
             "input": {"image_size": predictor.image_size, "channels": predictor.channels,
                       "pixel_range": [0, 255], "layout": "NHWC"},
-            "faces": {"detector": "opencv-haar", "landmarks": False,
+            "faces": {"detector": predictor.detector,
+                      "landmarks": predictor.detector != "haar", "align": predictor.align,
                       "margin": predictor.margin, "min_face_size": predictor.min_face,
                       "trained_on_face_crops": predictor.crop_faces},
             "limits": vars(limits) if limits else None,

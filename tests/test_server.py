@@ -208,3 +208,21 @@ def test_many_requests_at_once_are_bounded(live, tmp_path):
 def test_bare_serve_and_bad_limits():
     assert server.bare_serve(["--serve", "--serve=9000"]) == ["--serve=8000", "--serve=9000"]
     assert cnn_eval.main(["--serve=8123", "--max_inference=0", "--model=missing.keras"]) == 2
+
+
+@pytest.mark.slow
+def test_mtcnn_faces_come_with_their_landmarks(tmp_path):
+    """With the MTCNN detector /predict gives each face its five named landmarks."""
+    path = tiny_model(tmp_path)
+    model = cnn_model.load_model(path)
+    trained = cnn_eval.trained_params(path, model, {"classes": [], "aliases": {},
+                                                    "crop_faces": False, "face_margin": 0.1})
+    predictor = server.load_predictor(model, path, trained, detector="mtcnn")
+    answer = server.predict(predictor, face_photo(tmp_path / "two.jpg", 2).read_bytes(), "true")
+    assert answer["detector"] == "mtcnn" and len(answer["faces"]) == 2
+    for face in answer["faces"]:
+        assert sorted(face["landmarks"]) == sorted(
+            ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"])
+        box = face["box"]
+        x, y = face["landmarks"]["nose"]
+        assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"]
