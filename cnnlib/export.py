@@ -9,6 +9,7 @@ Offers, in the order `python cnn_eval.py --export=FORMAT` calls them:
                                              real images in the model's own preprocessing
   export_model(model, model_path, trained, fmt, out_root, given, ...)
                                           -> (folder, report): files written, verified
+    inference_model(model)                -> the model without its training-only layers
     convert(model, fmt, folder, calibration) -> {variant: path} of the exported files
     (cnnlib/exported.py scores each written file with its own runtime and compares)
   print_report(folder, report)            prints what was written and how it verified
@@ -204,6 +205,21 @@ def _converter_failed(what, model_path, error):
                       f"({first}): export another format, or replace that layer.")
 
 
+def inference_model(model):
+    """`model` without its training-only augmentation layers (named aug_*), sharing its
+    weights: what is exported. Keras' export traces the random layers' ops, which
+    TFLite cannot convert and which would make the exported file disagree with Keras."""
+    import keras
+
+    if not any(layer.name.startswith("aug_") for layer in model.layers):
+        return model
+    x = inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
+    for layer in model.layers[1:]:  # the suite's models are one chain of layers
+        if not layer.name.startswith("aug_"):
+            x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
 def _saved_model(model, folder):
     """Keras' own TF SavedModel export into `folder` (a new folder), atomically."""
     partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
@@ -331,6 +347,7 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
                                              check_count, calibration_count, min_face)
     name = (f"{model_path.parent.name}-{model_path.stem}" if model_path.stem in ("model", "best")
             else model_path.stem)
+    model = inference_model(model)
     # Keras first: it also builds the model's call, which Keras' ONNX export needs.
     keras_run = lambda x: model.predict_on_batch(x)  # noqa: E731
     reference, keras_ms = exported.timed(keras_run, check.images)

@@ -98,3 +98,24 @@ def test_a_converter_failure_names_the_op_in_one_sentence():
     message = str(export._converter_failed("TFLite converter (float)", "m.keras", error))
     assert isinstance(export._converter_failed("x", "m", error), ModelError)
     assert "the op MatrixExponential" in message and "\n" not in message
+
+
+@pytest.mark.slow
+def test_a_model_with_augmentation_layers_exports_without_them(tmp_path):
+    """Training-only random layers are left out of the export, which then scores as
+    Keras does (with them the TFLite converter fails and the others disagree)."""
+    model = cnn_model.build_model(
+        [{"type": "conv", "units": 4, "kernel": 3, "pool": 2, "dropout": 0.0},
+         {"type": "dense", "units": 3}], 3, 32, 1, seed=2,
+        augmentation={"flip": True, "rotation": 0.05, "zoom": 0.1, "brightness": 0.1})
+    path = cnn_model.save_model(model, tmp_path / "augmented.keras",
+                                {"classes": ["a", "b", "c"], "aliases": {},
+                                 "image_size": 32, "channels": 1})
+    model = cnn_model.load_model(path)
+    assert not any(l.name.startswith("aug_") for l in export.inference_model(model).layers)
+    trained = cnn_eval.trained_params(path, model, {"classes": [], "aliases": {},
+                                                    "crop_faces": False, "face_margin": 0.1})
+    folder, report = export.export_model(model, path, trained, "tflite", tmp_path / "runs",
+                                         real_faces())
+    assert report["verified"], report
+    assert report["files"]["model.tflite"]["metrics"]["max_probability_difference"] < 1e-4
