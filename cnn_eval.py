@@ -199,9 +199,9 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
         truth = [results[i]["true_index"] for i in labelled]
-        matrix = metrics.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
-                                         len(classes))
-        summary.update(metrics.summary_scores(matrix))
+        guessed = np.argmax(probabilities[labelled], axis=1)
+        matrix = metrics.confusion_matrix(truth, guessed, len(classes))
+        summary.update(metrics.summary_scores(matrix, truth, guessed))
         summary["loss"] = metrics.cross_entropy(probabilities[labelled], truth,
                                                    len(classes))
     return results, summary, images

@@ -134,15 +134,19 @@ def table3_rows(results):
     """Rows of Table 3 from {variant: {split: metrics.Scores}}.
 
     Returns (header, rows): header ["", "<variant> <split>", ...] and one row each
-    for ACC, its 95% interval, balanced accuracy, macro-F1 and LOSS, values rounded
-    to 3 decimals as in the report.
+    for ACC, its 95% Wilson interval, balanced accuracy and macro-F1 each with its
+    95% stratified bootstrap interval, and LOSS, values rounded to 3 decimals as in
+    the report (the interval rows name their method).
     """
     columns = [(variant, split) for variant, scores in results.items()
                for split in metrics.SPLITS if split in scores]
     header = [""] + [f"{variant} {split}" for variant, split in columns]
     rows = []
-    for label, key in (("ACC", "accuracy"), ("ACC 95% CI", "accuracy_interval"),
-                       ("BAL ACC", "balanced_accuracy"), ("MACRO F1", "macro_f1"),
+    for label, key in (("ACC", "accuracy"), ("ACC 95% CI (Wilson)", "accuracy_interval"),
+                       ("BAL ACC", "balanced_accuracy"),
+                       ("BAL ACC 95% CI (stratified bootstrap)", "balanced_accuracy_interval"),
+                       ("MACRO F1", "macro_f1"),
+                       ("MACRO F1 95% CI (stratified bootstrap)", "macro_f1_interval"),
                        ("LOSS", "loss")):
         cells = []
         for variant, split in columns:
@@ -208,7 +212,7 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
            *(f"{p:.6f}" for p in row)] for r, row in zip(results, probabilities))])
     matrix, scores = write_confusion(folder, classes, labels, predicted,
                                       "Test confusion matrix")
-    summary = {**metrics.summary_scores(matrix), "loss": scored["loss"]}
+    summary = {**metrics.summary_scores(matrix, labels, predicted), "loss": scored["loss"]}
     atomic.write_json(folder / "scores.json", {
         "source": source, **summary, "classes": classes,
         "per_class": dict(zip(classes, scores)), "confusion": matrix.tolist(),
