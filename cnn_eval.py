@@ -32,6 +32,9 @@ SOURCE is:
 --export=FORMAT writes the model as saved_model, onnx or tflite (float and int8) into
 runs/exports/, verified against Keras (cnnlib/export.py); --serve[=PORT] serves a
 local page and JSON API for it (cnnlib/server.py). See docs/export-and-serve.md.
+Every probability shown is calibrated with the temperature stored in the model file
+at training (one printed line says so; --calibrated=False shows the raw ones), and a
+labelled test set reports its calibration error and reliability.png.
 --tta=True averages each image's prediction with its mirror's (test-time
 augmentation), for labelled sets and image files. The classes, image size and channels are always the
 model's own: saved inside the .keras file, or in its run's params.json. Nothing
@@ -53,6 +56,8 @@ Offers:
     score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
   export_or_serve(model_paths, sources, params) -> the exit status of --export / --serve
+  calibrated(model, model_path, params) -> the model with its stored temperature applied
+                                        (calibration.Calibrated), said in one line
   main(argv)
 """
 
@@ -74,7 +79,7 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, faces, files, layouts, metrics, plots, records  # noqa: E402
 from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
-from cnnlib import export, face_settings, runs, server, video  # noqa: E402
+from cnnlib import calibration, export, face_settings, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -450,6 +455,22 @@ def score_video(model, model_path, source, trained, params):
     return summary
 
 
+def calibrated(model, model_path, params):
+    """`model` wrapped to apply the temperature stored in `model_path`
+    (calibration.Calibrated), unless --calibrated=False; prints one line saying which."""
+    temperature = calibration.read_temperature(model_path)
+    if temperature is None:
+        print("Probabilities are the model's own: its file stores no temperature.")
+        return model
+    if not params["calibrated"]:
+        print(f"Probabilities are the model's own, uncalibrated (--calibrated=False; its "
+              f"temperature is T={temperature:.3f}).")
+        return model
+    print(f"Probabilities calibrated with the model's temperature T={temperature:.3f} "
+          f"(--calibrated=False shows the raw ones).")
+    return calibration.Calibrated(model, temperature)
+
+
 def export_or_serve(model_paths, sources, params):
     """--export: each model exported and verified; --serve: the first model served.
 
@@ -466,6 +487,10 @@ def export_or_serve(model_paths, sources, params):
         if limits:
             predictor = server.load_predictor(model, model_path, trained,
                                               params["min_face_size"])
+            scaled = calibrated(model, model_path, params)
+            if scaled is not model:  # /predict's probabilities too
+                predictor.infer = (lambda raw: lambda x: scaled.probabilities(raw(x)))(
+                    predictor.infer)
             server.serve(predictor, params["host"], params["serve"], limits, params["faces"])
             continue
         folder, outcome = export.export_model(
@@ -484,6 +509,7 @@ def main(argv=None):
     """`python cnn_eval.py [SOURCES ...] [--model=PATH] [--name=value ...]`; the exit status."""
     argv = server.bare_serve(sys.argv[1:] if argv is None else argv)
     defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False,
+                "calibrated": True,
                 **export.OPTIONS, **server.OPTIONS}
     try:
         params, sources = config.parse_args(argv, defaults)
@@ -497,6 +523,7 @@ def main(argv=None):
             trained = trained_params(model_path, model, params)
             params["out_root"] = output_root(model_path, params["runs_dir"])
             print(f"\nModel: {model_path}")
+            model = calibrated(model, model_path, params)
             for kind, target in jobs:
                 if kind == "test_set":
                     outcome, out_dir, seconds = score_test_set(model, model_path, target,

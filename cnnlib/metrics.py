@@ -239,4 +239,7 @@ def format_summary(summary):
         lines.append(f"{label:<18} {summary[name]:.3f}  ({_method(summary, name)} interval "
                      f"{low:.3f} to {high:.3f})")
     lines.append(f"{'loss':<18} {summary['loss']:.3f}  over {summary['images']} image(s)")
+    if summary.get("ece") is not None:
+        lines.append(f"{'calibration error':<18} {summary['ece']:.3f}  (expected calibration "
+                     f"error, 15 bins; reliability.png)")
     return "\n".join(lines)

@@ -4,6 +4,10 @@ Offers, in the order a run calls them:
   write_data_records(run_dir, seed, data_dir, data, devices)
                                   -> run_info.json (seed, libraries, devices, data
                                      summary), skipped.csv and unlabeled.txt
+  write_calibration(folder, probabilities, labels, title)
+                                  -> the temperature fitted on the validation split,
+                                     stored in model.keras and best.keras;
+                                     reliability.png (before and after)
   write_variant(folder, title, classes, scores, history, ...)
                                   -> one model's records: confusion.csv/.png,
                                      per_class.csv, curves.png (Figure 1 or 2) and,
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, checkpoints, files, metrics, plots, runs
+from cnnlib import atomic, calibration, checkpoints, files, metrics, plots, runs
 
 MISTAKES_SHOWN = 16  # the figure of the worst mistakes shows at most this many images
 
@@ -74,12 +78,38 @@ def _columns(rows):
     return {name: [row[name] for row in rows] for name in (rows[0] if rows else [])}
 
 
+def write_calibration(folder, probabilities, labels, title="Validation"):
+    """Fit a temperature on the validation `probabilities` [N, classes] and int `labels`.
+
+    Stores it in `folder`'s model.keras and best.keras (calibration.store_calibration;
+    no weight changes), draws reliability.png (before and after, atomically) and
+    prints one line. Returns metrics.json's "calibration" record (T, ECE and NLL
+    before and after), or None for an empty validation split.
+    """
+    folder, labels = Path(folder), np.asarray(labels, np.int64)
+    if len(labels) == 0:
+        return None
+    fitted = calibration.calibrate(probabilities, labels)
+    for name in ("model.keras", "best.keras"):
+        if (folder / name).is_file():
+            calibration.store_calibration(folder / name, fitted)
+    after = calibration.apply_temperature(probabilities, fitted.temperature)
+    calibration.plot_reliability(calibration.reliability(probabilities, labels),
+                                 folder / "reliability.png", f"{title}: validation reliability",
+                                 after=calibration.reliability(after, labels))
+    print(f"calibration: temperature T={fitted.temperature:.3f} fitted on the validation "
+          f"split; ECE {fitted.ece_before:.3f} before, {fitted.ece_after:.3f} after; stored "
+          f"in the model file; {folder / 'reliability.png'}")
+    return {"T": fitted.temperature, **fitted.as_dict(), "fitted_on": "validation"}
+
+
 def write_variant(folder, title, classes, scores, history, val_labels, val_predicted,
-                  test_probabilities=None):
+                  test_probabilities=None, calibrated=None):
     """Write one trained model's records into `folder` and print its scores.
 
     `scores` {split: Scores} (Table 3's columns for this model), `history` its
     per-epoch rows, `val_predicted` its validation predictions (int [N]).
+    `calibrated` is write_calibration's record, stored under "calibration".
     metrics.json is written last, so a model that has it is recorded.
     Returns metrics.json's content.
     """
@@ -92,6 +122,8 @@ def write_variant(folder, title, classes, scores, history, val_labels, val_predi
         recorded["test_probabilities"] = np.asarray(test_probabilities).tolist()
     recorded["epochs"] = len(history)
     recorded["per_class"] = dict(zip(classes, per_class))
+    if calibrated is not None:
+        recorded["calibration"] = calibrated
     runs.write_json(folder / "metrics.json", recorded)
     for split, split_scores in scores.items():
         print(metrics.format_split(split, split_scores))
@@ -192,8 +224,10 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     `images` uint8 [N, H, W, C] and int `labels` [N] of the readable files
     `paths`. Writes predictions.csv (one row an image: path, true, predicted,
     probability, each class's probability), confusion.csv, confusion.png,
-    per_class.csv, scores.json, mistakes.png (the confidently wrong images, when
-    there are any) and skipped.csv (when files were skipped).
+    per_class.csv, scores.json (with the expected calibration error, "ece", of the
+    probabilities as given: calibrated when `model` is calibration.Calibrated),
+    reliability.png, mistakes.png (the confidently wrong images, when there are
+    any) and skipped.csv (when files were skipped).
     Returns {"results": one dict an image (path, true, predicted, probability,
     correct), "summary": summary_scores plus loss, "matrix", "scores" (per class),
     "skipped": the number of files skipped}.
@@ -212,7 +246,13 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
            *(f"{p:.6f}" for p in row)] for r, row in zip(results, probabilities))])
     matrix, scores = write_confusion(folder, classes, labels, predicted,
                                       "Test confusion matrix")
-    summary = {**metrics.summary_scores(matrix, labels, predicted), "loss": scored["loss"]}
+    summary = {**metrics.summary_scores(matrix, labels, predicted), "loss": scored["loss"],
+               "temperature": getattr(model, "temperature", None)}
+    if len(labels):
+        shown = calibration.reliability(probabilities, labels)
+        summary["ece"] = shown.ece
+        calibration.plot_reliability(shown, folder / "reliability.png", "Test set reliability"
+                                     + (" (calibrated)" if summary["temperature"] else ""))
     atomic.write_json(folder / "scores.json", {
         "source": source, **summary, "classes": classes,
         "per_class": dict(zip(classes, scores)), "confusion": matrix.tolist(),
