@@ -35,6 +35,8 @@ local page and JSON API for it (cnnlib/server.py). See docs/export-and-serve.md.
 Every probability shown is calibrated with the temperature stored in the model file
 at training (one printed line says so; --calibrated=False shows the raw ones), and a
 labelled test set reports its calibration error and reliability.png.
+--min_confidence=P marks a face or image whose top probability is below P "uncertain"
+instead of a class, in the printout, the CSVs and the annotated photos and videos.
 --tta=True averages each image's prediction with its mirror's (test-time
 augmentation), for labelled sets and image files. The classes, image size and channels are always the
 model's own: saved inside the .keras file, or in its run's params.json. Nothing
@@ -180,23 +182,24 @@ def trained_params(model_path, model, defaults):
 
 
 def score_images(model, paths, classes, aliases, image_size, channels, batch_size=32,
-                 tta=False):
+                 tta=False, min_confidence=0.0):
     """Predict every image of `paths` with `model`.
 
     Returns (results, summary, images). results: one dict per readable image with
     path, predicted, probability, true (class name or None) and probabilities.
     summary: {"labelled", "accuracy", "loss", "skipped"}; accuracy and loss are
     None when no image is labelled. images: the uint8 [N, size, size, channels]
-    the model saw.
+    the model saw. Below `min_confidence`, predicted is "uncertain".
     """
     lookup = class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
     probabilities = metrics.predict(model, images, batch_size, tta)
     results = []
-    for row, index in zip(probabilities, kept):
+    shown = calibration.label_or_uncertain(probabilities, classes, min_confidence)
+    for row, index, name in zip(probabilities, kept, shown):
         true = label_from_filename(paths[index], lookup)
         best = int(np.argmax(row))
-        results.append({"path": str(paths[index]), "predicted": classes[best],
+        results.append({"path": str(paths[index]), "predicted": name,
                         "probability": float(row[best]),
                         "true": classes[true] if true is not None else None,
                         "true_index": true, "probabilities": row.tolist()})
@@ -216,7 +219,8 @@ def print_results(results, summary):
     """Print one line per image, the skipped files, then accuracy and loss."""
     width = max((len(Path(r["path"]).name) for r in results), default=10)
     for r in results:
-        mark = "" if r["true"] is None else ("  ok" if r["true"] == r["predicted"] else "  wrong")
+        mark = ("" if r["true"] is None or r["predicted"] == calibration.UNCERTAIN
+                else ("  ok" if r["true"] == r["predicted"] else "  wrong"))
         true = f"  true {r['true']}" if r["true"] else ""
         print(f"{Path(r['path']).name:<{width}}  predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}{true}{mark}")
@@ -299,7 +303,8 @@ def score_test_set(model, model_path, folder, trained, params):
     outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
                                          list(found["excluded"]) + list(skipped),
-                                         tta=params["tta"])
+                                         tta=params["tta"],
+                                         min_confidence=params["min_confidence"])
     return outcome, out_dir, time.perf_counter() - start
 
 
@@ -358,7 +363,8 @@ def score_photos(model, photos, trained, params, out_dir):
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
                                               faces_as.margin, out_path, faces_as.align,
-                                              faces_as.draw_landmarks)
+                                              faces_as.draw_landmarks,
+                                              params["min_confidence"])
         for r in found:
             x, y, w, h = r["box"]
             print(f"{name}  face {r['face']}  box x={x} y={y} w={w} h={h}  "
@@ -393,7 +399,8 @@ def score_images_and_faces(model, model_path, paths, trained, params):
     if whole:
         results, summary, images = score_images(
             model, whole, classes, trained["aliases"], trained["image_size"],
-            trained["channels"], params["batch_size"], params["tta"])
+            trained["channels"], params["batch_size"], params["tta"],
+            params["min_confidence"])
         print_results(results, summary)
         if not results and not photos:
             raise DataError(f"None of the {len(whole)} image(s) given could be read: see the "
@@ -433,7 +440,8 @@ def score_video(model, model_path, source, trained, params):
                 out_dir, name, faces_as.margin, params["min_face_size"],
                 params["max_frames"], params["smoothing"], announced, live,
                 detector=faces_as.detector, align=faces_as.align,
-                draw_landmarks=faces_as.draw_landmarks)
+                draw_landmarks=faces_as.draw_landmarks,
+                min_confidence=params["min_confidence"])
         except UserError:
             if not any(out_dir.iterdir()):
                 out_dir.rmdir()  # our own folder, still empty: leave nothing behind

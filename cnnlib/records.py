@@ -218,7 +218,7 @@ def write_confusion(folder, classes, labels, predicted, title="Validation confus
 
 
 def record_test_set(folder, model, images, labels, paths, classes, batch_size=32, source="",
-                    skipped=(), tta=False):
+                    skipped=(), tta=False, min_confidence=0.0):
     """Score a labelled test set and write everything about it into `folder`.
 
     `images` uint8 [N, H, W, C] and int `labels` [N] of the readable files
@@ -228,6 +228,9 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     probabilities as given: calibrated when `model` is calibration.Calibrated),
     reliability.png, mistakes.png (the confidently wrong images, when there are
     any) and skipped.csv (when files were skipped).
+    An image whose top probability is below `min_confidence` is predicted
+    "uncertain" in predictions.csv and the results (the scores still count its
+    most probable class, so they do not depend on P).
     Returns {"results": one dict an image (path, true, predicted, probability,
     correct), "summary": summary_scores plus loss, "matrix", "scores" (per class),
     "skipped": the number of files skipped}.
@@ -237,9 +240,10 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     scored = metrics.score_set(model, images, labels, len(classes), batch_size, tta)
     probabilities = scored["probabilities"]
     predicted = np.argmax(probabilities, axis=1) if len(labels) else np.zeros(0, np.int64)
-    results = [{"path": str(path), "true": classes[t], "predicted": classes[p],
+    shown = calibration.label_or_uncertain(probabilities, classes, min_confidence)
+    results = [{"path": str(path), "true": classes[t], "predicted": name,
                 "probability": float(row[p]), "correct": bool(t == p)}
-               for path, t, p, row in zip(paths, labels, predicted, probabilities)]
+               for path, t, p, row, name in zip(paths, labels, predicted, probabilities, shown)]
     write_csv(folder / "predictions.csv", [
         ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
         *([r["path"], r["true"], r["predicted"], f"{r['probability']:.6f}", int(r["correct"]),

@@ -122,3 +122,38 @@ def test_a_labelled_test_set_reports_its_calibration_error(run_dir, tmp_path, ca
     with open(folder / "predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(CLASSES)
+
+
+def test_min_confidence_is_a_probability():
+    params = config.defaults(cnn_params)
+    assert params["min_confidence"] == 0.0
+    with pytest.raises(config.ConfigError):
+        config.check_values({**params, "min_confidence": 1.5})
+    assert calibration.label_or_uncertain([[0.5, 0.3, 0.2], [0.98, 0.01, 0.01]],
+                                          ["a", "b", "c"], 0.99) == ["uncertain", "uncertain"]
+
+
+@pytest.mark.slow
+def test_min_confidence_marks_images_and_test_rows_uncertain(run_dir, tmp_path, capsys):
+    images = tmp_path / "faces"
+    for i, name in enumerate(("anger", "happy", "sad")):
+        write_image(images / f"{name}.png", (32, 32), "L", "PNG", seed=90 + i)
+    model_path = str(run_dir / "model.keras")
+    capsys.readouterr()
+    assert cnn_eval.main([str(images), f"--model={model_path}", "--faces=false",
+                          "--min_confidence=0.99", "--figure=False"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " p=" in line]
+    assert len(lines) == 3 and all("predicted uncertain" in line for line in lines)
+    assert cnn_eval.main([str(images), f"--model={model_path}", "--faces=false",
+                          "--figure=False"]) == 0
+    assert "uncertain" not in capsys.readouterr().out.split("Model:")[-1].split("\n", 2)[-1]
+
+    test_set = make_class_folders(tmp_path / "set", per_class=1)
+    assert cnn_eval.main([str(test_set / "validation"), f"--model={model_path}",
+                          "--min_confidence=0.99"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted uncertain" in out
+    folder = max(run_dir.glob("eval-*"))
+    with open(folder / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(row["predicted"] == "uncertain" for row in rows)
