@@ -32,6 +32,11 @@ SOURCE is:
 --export=FORMAT writes the model as saved_model, onnx or tflite (float and int8) into
 runs/exports/, verified against Keras (cnnlib/export.py); --serve[=PORT] serves a
 local page and JSON API for it (cnnlib/server.py). See docs/export-and-serve.md.
+Every probability shown is calibrated with the temperature stored in the model file
+at training (one printed line says so; --calibrated=False shows the raw ones), and a
+labelled test set reports its calibration error and reliability.png.
+--min_confidence=P marks a face or image whose top probability is below P "uncertain"
+instead of a class, in the printout, the CSVs and the annotated photos and videos.
 --tta=True averages each image's prediction with its mirror's (test-time
 augmentation), for labelled sets and image files. The classes, image size and channels are always the
 model's own: saved inside the .keras file, or in its run's params.json. Nothing
@@ -53,6 +58,8 @@ Offers:
     score_photos(model, photos, ...) -> one result per face found, photos marked
   score_video(model, model_path, source, trained, params) -> a video's summary
   export_or_serve(model_paths, sources, params) -> the exit status of --export / --serve
+  calibrated(model, model_path, params) -> the model with its stored temperature applied
+                                        (calibration.Calibrated), said in one line
   main(argv)
 """
 
@@ -74,7 +81,7 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, faces, files, layouts, metrics, plots, records  # noqa: E402
 from cnnlib.labels import class_lookup, label_from_filename  # noqa: E402
-from cnnlib import export, face_settings, runs, server, video  # noqa: E402
+from cnnlib import calibration, export, face_settings, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -175,23 +182,24 @@ def trained_params(model_path, model, defaults):
 
 
 def score_images(model, paths, classes, aliases, image_size, channels, batch_size=32,
-                 tta=False):
+                 tta=False, min_confidence=0.0):
     """Predict every image of `paths` with `model`.
 
     Returns (results, summary, images). results: one dict per readable image with
     path, predicted, probability, true (class name or None) and probabilities.
     summary: {"labelled", "accuracy", "loss", "skipped"}; accuracy and loss are
     None when no image is labelled. images: the uint8 [N, size, size, channels]
-    the model saw.
+    the model saw. Below `min_confidence`, predicted is "uncertain".
     """
     lookup = class_lookup(classes, aliases)
     images, kept, skipped = cnn_data.load_images(paths, image_size, channels)
     probabilities = metrics.predict(model, images, batch_size, tta)
     results = []
-    for row, index in zip(probabilities, kept):
+    shown = calibration.label_or_uncertain(probabilities, classes, min_confidence)
+    for row, index, name in zip(probabilities, kept, shown):
         true = label_from_filename(paths[index], lookup)
         best = int(np.argmax(row))
-        results.append({"path": str(paths[index]), "predicted": classes[best],
+        results.append({"path": str(paths[index]), "predicted": name,
                         "probability": float(row[best]),
                         "true": classes[true] if true is not None else None,
                         "true_index": true, "probabilities": row.tolist()})
@@ -199,9 +207,9 @@ def score_images(model, paths, classes, aliases, image_size, channels, batch_siz
     summary = {"labelled": len(labelled), "accuracy": None, "loss": None, "skipped": skipped}
     if labelled:
         truth = [results[i]["true_index"] for i in labelled]
-        matrix = metrics.confusion_matrix(truth, np.argmax(probabilities[labelled], axis=1),
-                                         len(classes))
-        summary.update(metrics.summary_scores(matrix))
+        guessed = np.argmax(probabilities[labelled], axis=1)
+        matrix = metrics.confusion_matrix(truth, guessed, len(classes))
+        summary.update(metrics.summary_scores(matrix, truth, guessed))
         summary["loss"] = metrics.cross_entropy(probabilities[labelled], truth,
                                                    len(classes))
     return results, summary, images
@@ -211,7 +219,8 @@ def print_results(results, summary):
     """Print one line per image, the skipped files, then accuracy and loss."""
     width = max((len(Path(r["path"]).name) for r in results), default=10)
     for r in results:
-        mark = "" if r["true"] is None else ("  ok" if r["true"] == r["predicted"] else "  wrong")
+        mark = ("" if r["true"] is None or r["predicted"] == calibration.UNCERTAIN
+                else ("  ok" if r["true"] == r["predicted"] else "  wrong"))
         true = f"  true {r['true']}" if r["true"] else ""
         print(f"{Path(r['path']).name:<{width}}  predicted {r['predicted']:<9} "
               f"p={r['probability']:.3f}{true}{mark}")
@@ -294,7 +303,8 @@ def score_test_set(model, model_path, folder, trained, params):
     outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
                                          params["batch_size"], found["source"],
                                          list(found["excluded"]) + list(skipped),
-                                         tta=params["tta"])
+                                         tta=params["tta"],
+                                         min_confidence=params["min_confidence"])
     return outcome, out_dir, time.perf_counter() - start
 
 
@@ -353,7 +363,8 @@ def score_photos(model, photos, trained, params, out_dir):
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
                                               faces_as.margin, out_path, faces_as.align,
-                                              faces_as.draw_landmarks)
+                                              faces_as.draw_landmarks,
+                                              params["min_confidence"])
         for r in found:
             x, y, w, h = r["box"]
             print(f"{name}  face {r['face']}  box x={x} y={y} w={w} h={h}  "
@@ -388,7 +399,8 @@ def score_images_and_faces(model, model_path, paths, trained, params):
     if whole:
         results, summary, images = score_images(
             model, whole, classes, trained["aliases"], trained["image_size"],
-            trained["channels"], params["batch_size"], params["tta"])
+            trained["channels"], params["batch_size"], params["tta"],
+            params["min_confidence"])
         print_results(results, summary)
         if not results and not photos:
             raise DataError(f"None of the {len(whole)} image(s) given could be read: see the "
@@ -428,7 +440,8 @@ def score_video(model, model_path, source, trained, params):
                 out_dir, name, faces_as.margin, params["min_face_size"],
                 params["max_frames"], params["smoothing"], announced, live,
                 detector=faces_as.detector, align=faces_as.align,
-                draw_landmarks=faces_as.draw_landmarks)
+                draw_landmarks=faces_as.draw_landmarks,
+                min_confidence=params["min_confidence"])
         except UserError:
             if not any(out_dir.iterdir()):
                 out_dir.rmdir()  # our own folder, still empty: leave nothing behind
@@ -450,6 +463,22 @@ def score_video(model, model_path, source, trained, params):
     return summary
 
 
+def calibrated(model, model_path, params):
+    """`model` wrapped to apply the temperature stored in `model_path`
+    (calibration.Calibrated), unless --calibrated=False; prints one line saying which."""
+    temperature = calibration.read_temperature(model_path)
+    if temperature is None:
+        print("Probabilities are the model's own: its file stores no temperature.")
+        return model
+    if not params["calibrated"]:
+        print(f"Probabilities are the model's own, uncalibrated (--calibrated=False; its "
+              f"temperature is T={temperature:.3f}).")
+        return model
+    print(f"Probabilities calibrated with the model's temperature T={temperature:.3f} "
+          f"(--calibrated=False shows the raw ones).")
+    return calibration.Calibrated(model, temperature)
+
+
 def export_or_serve(model_paths, sources, params):
     """--export: each model exported and verified; --serve: the first model served.
 
@@ -469,6 +498,10 @@ def export_or_serve(model_paths, sources, params):
             predictor = server.load_predictor(model, model_path, trained,
                                               params["min_face_size"], faces_as.detector,
                                               faces_as.align)
+            scaled = calibrated(model, model_path, params)
+            if scaled is not model:  # /predict's probabilities too
+                predictor.infer = (lambda raw: lambda x: scaled.probabilities(raw(x)))(
+                    predictor.infer)
             server.serve(predictor, params["host"], params["serve"], limits, params["faces"])
             continue
         folder, outcome = export.export_model(
@@ -487,6 +520,7 @@ def main(argv=None):
     """`python cnn_eval.py [SOURCES ...] [--model=PATH] [--name=value ...]`; the exit status."""
     argv = server.bare_serve(sys.argv[1:] if argv is None else argv)
     defaults = {**config.defaults(cnn_params), "model": "", "figure": True, "tta": False,
+                "calibrated": True,
                 **export.OPTIONS, **server.OPTIONS}
     try:
         params, sources = config.parse_args(argv, defaults)
@@ -500,6 +534,7 @@ def main(argv=None):
             trained = trained_params(model_path, model, params)
             params["out_root"] = output_root(model_path, params["runs_dir"])
             print(f"\nModel: {model_path}")
+            model = calibrated(model, model_path, params)
             for kind, target in jobs:
                 if kind == "test_set":
                     outcome, out_dir, seconds = score_test_set(model, model_path, target,

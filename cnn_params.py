@@ -146,6 +146,9 @@ DRAW_LANDMARKS = False # mark the five landmarks on annotated photos and videos 
 # Video: cnn_eval.py clip.mp4 (any format OpenCV reads), or a webcam.
 CAMERA = -1            # webcam index to read (0 = the first); -1 = none
 MAX_FRAMES = 0         # stop a video or the webcam after this many frames; 0 = all
+# Faces and images whose top (calibrated) probability is below this are shown as
+# "uncertain" instead of a class, in every output of cnn_eval.py; 0.0 = off.
+MIN_CONFIDENCE = 0.0
 SMOOTHING = 0.5        # seconds: moving average of each face's probabilities in the
                        # expression-over-time figure (0 = raw; the CSV is always raw)
 

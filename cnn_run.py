@@ -232,9 +232,11 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
     for split, (images, labels) in sets.items():  # Table 3's columns for this model
         scores[split], probabilities[split] = metrics.score_split(
             model, images, labels, num_classes, params["batch_size"])
+    calibrated = records.write_calibration(folder, probabilities["validation"],
+                                           data.val_labels, title)
     records.write_variant(folder, title, data.classes, scores, history, data.val_labels,
                           np.argmax(probabilities["validation"], axis=1),
-                          probabilities.get("test"),
+                          probabilities.get("test"), calibrated,
                           validation=(data.val_paths, probabilities["validation"]))
     return scores, history
 

@@ -11,6 +11,8 @@ Offers, in the order a run and an eval use them:
   calibrate(probabilities, labels, bins)     -> Calibration fitted on a labelled set
   store_calibration(model_path, calibration) -> the .keras file, its info updated in place
   read_temperature(model_path)               -> T stored in a .keras file, or None
+  Calibrated(model, temperature)             a model whose predict and predict_on_batch
+                                             (and Calibrated.probabilities) apply T
   uncertain(probabilities, min_confidence)   -> bool [N]: rows whose top probability < P
   label_or_uncertain(probabilities, classes, min_confidence) -> class names or "uncertain"
 
@@ -241,6 +243,34 @@ def read_temperature(model_path):
     temperature = record.get("temperature") if isinstance(record, dict) else None
     return float(temperature) if isinstance(temperature, (int, float)) and temperature > 0 \
         else None
+
+
+class Calibrated:
+    """A Keras model whose predictions are rescaled by a temperature, at one place.
+
+    predict(...) and predict_on_batch(...) return apply_temperature of the model's
+    own (as float32, like Keras); every other attribute is the model's. `temperature`
+    None or 1 leaves the probabilities as they are.
+    """
+
+    def __init__(self, model, temperature):
+        self.model, self.temperature = model, temperature
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
+    def probabilities(self, raw):
+        """`raw` probabilities [N, classes] rescaled by T, float32."""
+        raw = np.asarray(raw)
+        if self.temperature in (None, 1) or len(raw) == 0:
+            return raw
+        return apply_temperature(raw, self.temperature).astype(np.float32)
+
+    def predict(self, *args, **kwargs):
+        return self.probabilities(self.model.predict(*args, **kwargs))
+
+    def predict_on_batch(self, *args, **kwargs):
+        return self.probabilities(self.model.predict_on_batch(*args, **kwargs))
 
 
 def uncertain(probabilities, min_confidence):

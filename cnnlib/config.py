@@ -259,6 +259,7 @@ _RULES = {
     "camera": _number(-1, 99),
     "max_frames": _number(0, 10**9),
     "smoothing": _number(0, 3600),
+    "min_confidence": _number(0, 1),
     "device": (lambda v: v in ("auto", "cpu", "gpu"), "auto, cpu or gpu"),
     "distribute": (lambda v: v in ("none", "mirrored", "multiworker"),
                    "none, mirrored or multiworker"),

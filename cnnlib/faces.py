@@ -50,7 +50,7 @@ import numpy as np
 from dataclasses import dataclass
 
 from cnnlib import align as aligning
-from cnnlib import atomic, landmarks
+from cnnlib import atomic, calibration, landmarks
 from cnnlib.decode import decode_full, resize
 from cnnlib.errors import ConfigError, DataError, RunError
 from cnnlib.haar import (CASCADES, CROP_PAD, PROFILE, SCALE_STEP, WINDOW,  # noqa: F401
@@ -304,7 +304,7 @@ def write_image(path, bgr):
 
 
 def score_photo(model, path, boxes, classes, image_size, channels, margin, out_path=None,
-                align=False, draw_landmarks=False):
+                align=False, draw_landmarks=False, min_confidence=0.0):
     """Classify each face of `boxes` (Faces or boxes) of the photo at `path`; optionally
     save it marked.
 
@@ -315,7 +315,8 @@ def score_photo(model, path, boxes, classes, image_size, channels, margin, out_p
     Returns (results, crops): one dict per face, left to right, with path, face
     (1, 2...), box (x, y, w, h), points (float [5, 2] or None), predicted,
     probability, probabilities (list) and true None; and the uint8 crops
-    [faces, size, size, channels] the model saw.
+    [faces, size, size, channels] the model saw. A face whose top probability is
+    below `min_confidence` is predicted "uncertain" (calibration.label_or_uncertain).
     """
     found = [_as_face(face) for face in boxes]
     boxes = [face.box for face in found]
@@ -326,11 +327,12 @@ def score_photo(model, path, boxes, classes, image_size, channels, margin, out_p
                      else np.zeros((0, len(classes))))
     probabilities = np.asarray(probabilities)
     results = []
-    for index, (face, row) in enumerate(zip(found, probabilities)):
+    names = calibration.label_or_uncertain(probabilities, classes, min_confidence)
+    for index, (face, row, name) in enumerate(zip(found, probabilities, names)):
         best = int(np.argmax(row))
         results.append({"path": str(path), "face": index + 1, "box": tuple(face.box),
                         "points": face.points,
-                        "predicted": classes[best], "probability": float(row[best]),
+                        "predicted": name, "probability": float(row[best]),
                         "probabilities": row.tolist(), "true": None, "true_index": None})
     if out_path is not None:
         colour = pixels if channels == 3 else decode_full(path, 3)

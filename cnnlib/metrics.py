@@ -5,15 +5,18 @@ Offers, in the order a run calls them:
                             `tta` the mean over each image and its mirror
   score_split(model, images, labels, num_classes, batch_size)
                          -> (Scores, probabilities [N, classes]) of one split
-  Scores                 one split's accuracy, loss, balanced accuracy, macro-F1 and
-                         their 95% intervals (a dataclass); Scores.from_dict reads one back
+  Scores                 one split's accuracy, loss, balanced accuracy, macro-F1, their
+                         95% intervals and how each was made (a dataclass);
+                         Scores.from_dict reads one back
   score_set(model, images, labels, num_classes, batch_size, tta)
                          -> {"accuracy", "loss", "probabilities" [N, classes]}
   cross_entropy(probabilities, labels, num_classes) -> Keras' loss, as a float
   confusion_matrix(true, predicted, num_classes) -> int64 [classes, classes], rows = true
   per_class_scores(matrix) -> list of {precision, recall, f1, support}
-  summary_scores(matrix)   -> accuracy, balanced accuracy, macro-F1, each with its
-                              95% interval (a dict)
+  summary_scores(matrix, true, predicted)
+                           -> accuracy (95% Wilson interval), balanced accuracy,
+                              macro-F1 and per-class recall (95% stratified bootstrap
+                              intervals), with each interval's method (a dict)
   wilson_interval(successes, total) -> (low, high), the 95% Wilson interval
   format_scores(classes, scores)    -> the per-class scores as a printable table
   format_split(split, scores)       -> one printable line of a split's scores
@@ -29,6 +32,8 @@ from dataclasses import asdict, dataclass, fields
 import keras
 import numpy as np
 
+from cnnlib import intervals
+
 SPLITS = ("train", "validation", "test")  # Table 3's columns, in order
 # Fewer images than this make a point estimate say little: the printout says so.
 FEW_IMAGES = 30
@@ -36,7 +41,9 @@ FEW_IMAGES = 30
 
 @dataclass
 class Scores:
-    """One split's scores (Table 3's column): the interval fields are (low, high), 95%."""
+    """One split's scores (Table 3's column): the interval fields are (low, high), 95%;
+    `interval_methods` {name: method} says how each was made, `recall_intervals` one
+    (low, high) a class (None for a class absent from the split)."""
     loss: float
     images: int
     accuracy: float
@@ -45,6 +52,8 @@ class Scores:
     accuracy_interval: tuple[float, float] | None = None
     balanced_accuracy_interval: tuple[float, float] | None = None
     macro_f1_interval: tuple[float, float] | None = None
+    interval_methods: dict | None = None
+    recall_intervals: list | None = None
 
     @classmethod
     def from_dict(cls, values):
@@ -79,8 +88,10 @@ def score_split(model, images, labels, num_classes, batch_size=32):
     probabilities [N, classes]).
     """
     scored = score_set(model, images, labels, num_classes, batch_size)
-    matrix = confusion_matrix(labels, np.argmax(scored["probabilities"], axis=1), num_classes)
-    return Scores(loss=scored["loss"], **summary_scores(matrix)), scored["probabilities"]
+    predicted = np.argmax(scored["probabilities"], axis=1)
+    matrix = confusion_matrix(labels, predicted, num_classes)
+    return (Scores(loss=scored["loss"], **summary_scores(matrix, labels, predicted)),
+            scored["probabilities"])
 
 
 def score_set(model, images, labels, num_classes, batch_size=32, tta=False):
@@ -140,15 +151,29 @@ def wilson_interval(successes, total, z=1.96):
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
-def summary_scores(matrix):
+def _pairs(matrix):
+    """(true, predicted) int64 [N] with the counts of `matrix`, in row-major order."""
+    flat = np.asarray(matrix, np.int64).ravel()
+    cells = np.repeat(np.arange(len(flat)), flat)
+    return cells // len(matrix), cells % len(matrix)
+
+
+def _bounds(interval):
+    return None if np.isnan(interval.low) else (interval.low, interval.high)
+
+
+def summary_scores(matrix, true=None, predicted=None):
     """Accuracy, balanced accuracy (mean per-class recall) and macro-F1 of a confusion matrix.
 
     Only classes present in the truth count towards the balanced accuracy and
-    macro-F1. Each comes with a 95% interval: Wilson's for accuracy; for the other
-    two the Wilson interval at their value over the same number of images, an
-    approximation that is honest about how few images there are.
-    Returns {"accuracy", "balanced_accuracy", "macro_f1", "images"} with
-    {name}_interval = (low, high) beside each.
+    macro-F1. Each comes with a 95% interval: Wilson's for accuracy (a plain
+    proportion); a stratified, seeded bootstrap (intervals.bootstrap_intervals,
+    1,000 resamples) for balanced accuracy, macro-F1 and each class's recall, from
+    int `true` and `predicted` [N] (the matrix's own pairs when not given: the
+    bootstrap depends only on them). Returns {"accuracy", "balanced_accuracy",
+    "macro_f1", "images"} with {name}_interval = (low, high) beside each,
+    "recall_intervals" (one (low, high) or None a class) and "interval_methods"
+    {name: "95% Wilson" or "95% stratified bootstrap, ..."}.
     """
     matrix = np.asarray(matrix)
     total = int(matrix.sum())
@@ -158,9 +183,24 @@ def summary_scores(matrix):
               "accuracy": float(np.trace(matrix) / total) if total else 0.0,
               "balanced_accuracy": float(np.mean([s["recall"] for s in present])) if present else 0.0,
               "macro_f1": float(np.mean([s["f1"] for s in present])) if present else 0.0}
-    for name in ("accuracy", "balanced_accuracy", "macro_f1"):
-        result[f"{name}_interval"] = wilson_interval(result[name] * total, total)
+    accuracy = intervals.wilson(int(np.trace(matrix)), total)
+    result["accuracy_interval"] = (accuracy.low, accuracy.high)
+    if true is None or predicted is None:
+        true, predicted = _pairs(matrix)
+    found = intervals.bootstrap_intervals(true, predicted, len(matrix))
+    for name in ("balanced_accuracy", "macro_f1"):
+        result[f"{name}_interval"] = _bounds(getattr(found, name)) or (0.0, 1.0)
+    result["recall_intervals"] = [_bounds(i) for i in found.recall]
+    method = f"{found.macro_f1.level:.0%} {found.macro_f1.method}"
+    result["interval_methods"] = {"accuracy": f"{accuracy.level:.0%} {accuracy.method}",
+                                  "balanced_accuracy": method, "macro_f1": method,
+                                  "recall": method}
     return result
+
+
+def _method(scores, name, default="95%"):
+    """How the interval of `name` was made ("95% Wilson", ...); `default` for old records."""
+    return (scores.get("interval_methods") or {}).get(name, default)
 
 
 def format_scores(classes, scores):
@@ -174,13 +214,16 @@ def format_scores(classes, scores):
 
 
 def format_split(split, scores):
-    """One line: accuracy with its 95% interval, balanced accuracy, macro-F1, loss."""
+    """One line: accuracy and balanced accuracy with their named 95% intervals, macro-F1, loss."""
     if isinstance(scores, Scores):
         scores = scores.to_dict()
     low, high = scores["accuracy_interval"]
-    line = (f"{split:<10} accuracy {scores['accuracy']:.3f} (95% {low:.2f}-{high:.2f})  "
-            f"balanced {scores['balanced_accuracy']:.3f}  macro-F1 {scores['macro_f1']:.3f}  "
-            f"loss {scores['loss']:.3f}")
+    balanced = scores.get("balanced_accuracy_interval")
+    balanced = (f" ({_method(scores, 'balanced_accuracy')} {balanced[0]:.2f}-{balanced[1]:.2f})"
+                if balanced and scores.get("interval_methods") else "")
+    line = (f"{split:<10} accuracy {scores['accuracy']:.3f} ({_method(scores, 'accuracy')} "
+            f"{low:.2f}-{high:.2f})  balanced {scores['balanced_accuracy']:.3f}{balanced}  "
+            f"macro-F1 {scores['macro_f1']:.3f}  loss {scores['loss']:.3f}")
     if scores["images"] < FEW_IMAGES:
         line += (f"  [only {scores['images']} images: the interval, about "
                  f"+-{(high - low) / 2:.2f}, says more than the point]")
@@ -188,11 +231,15 @@ def format_split(split, scores):
 
 
 def format_summary(summary):
-    """Return accuracy, balanced accuracy, macro-F1 (with 95% intervals) and loss as text."""
+    """Return accuracy, balanced accuracy, macro-F1 (with named 95% intervals) and loss."""
     lines = []
     for name, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                         ("macro_f1", "macro-F1")):
         low, high = summary[f"{name}_interval"]
-        lines.append(f"{label:<18} {summary[name]:.3f}  (95% interval {low:.3f} to {high:.3f})")
+        lines.append(f"{label:<18} {summary[name]:.3f}  ({_method(summary, name)} interval "
+                     f"{low:.3f} to {high:.3f})")
     lines.append(f"{'loss':<18} {summary['loss']:.3f}  over {summary['images']} image(s)")
+    if summary.get("ece") is not None:
+        lines.append(f"{'calibration error':<18} {summary['ece']:.3f}  (expected calibration "
+                     f"error, 15 bins; reliability.png)")
     return "\n".join(lines)

@@ -5,6 +5,10 @@ Offers, in the order a run calls them:
                                   -> run_info.json (seed, libraries, devices, data
                                      summary), split.csv, duplicates.csv, skipped.csv
                                      and unlabeled.txt
+  write_calibration(folder, probabilities, labels, title)
+                                  -> the temperature fitted on the validation split,
+                                     stored in model.keras and best.keras;
+                                     reliability.png (before and after)
   write_variant(folder, title, classes, scores, history, ...)
                                   -> one model's records: confusion.csv/.png,
                                      per_class.csv, curves.png (Figure 1 or 2) and,
@@ -38,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, checkpoints, files, metrics, near_duplicates, plots, runs, \
-    subject_split
+from cnnlib import atomic, calibration, checkpoints, files, metrics, near_duplicates, \
+    plots, runs, subject_split
 
 MISTAKES_SHOWN = 16  # the figure of the worst mistakes shows at most this many images
 
@@ -105,8 +109,33 @@ def _columns(rows):
     return {name: [row[name] for row in rows] for name in (rows[0] if rows else [])}
 
 
+def write_calibration(folder, probabilities, labels, title="Validation"):
+    """Fit a temperature on the validation `probabilities` [N, classes] and int `labels`.
+
+    Stores it in `folder`'s model.keras and best.keras (calibration.store_calibration;
+    no weight changes), draws reliability.png (before and after, atomically) and
+    prints one line. Returns metrics.json's "calibration" record (T, ECE and NLL
+    before and after), or None for an empty validation split.
+    """
+    folder, labels = Path(folder), np.asarray(labels, np.int64)
+    if len(labels) == 0:
+        return None
+    fitted = calibration.calibrate(probabilities, labels)
+    for name in ("model.keras", "best.keras"):
+        if (folder / name).is_file():
+            calibration.store_calibration(folder / name, fitted)
+    after = calibration.apply_temperature(probabilities, fitted.temperature)
+    calibration.plot_reliability(calibration.reliability(probabilities, labels),
+                                 folder / "reliability.png", f"{title}: validation reliability",
+                                 after=calibration.reliability(after, labels))
+    print(f"calibration: temperature T={fitted.temperature:.3f} fitted on the validation "
+          f"split; ECE {fitted.ece_before:.3f} before, {fitted.ece_after:.3f} after; stored "
+          f"in the model file; {folder / 'reliability.png'}")
+    return {"T": fitted.temperature, **fitted.as_dict(), "fitted_on": "validation"}
+
+
 def write_variant(folder, title, classes, scores, history, val_labels, val_predicted,
-                  test_probabilities=None, validation=None):
+                  test_probabilities=None, calibrated=None, validation=None):
     """Write one trained model's records into `folder` and print its scores.
 
     `scores` {split: Scores} (Table 3's columns for this model), `history` its
@@ -114,6 +143,7 @@ def write_variant(folder, title, classes, scores, history, val_labels, val_predi
     `validation`, when given, is (paths [N], probabilities [N, classes]) of the
     validation images: validation_predictions.csv gets one row each (the columns
     of predictions.csv), so `python -m cnnlib.compare` can pair two runs.
+    `calibrated` is write_calibration's record, stored under "calibration".
     metrics.json is written last, so a model that has it is recorded.
     Returns metrics.json's content.
     """
@@ -129,6 +159,8 @@ def write_variant(folder, title, classes, scores, history, val_labels, val_predi
         recorded["test_probabilities"] = np.asarray(test_probabilities).tolist()
     recorded["epochs"] = len(history)
     recorded["per_class"] = dict(zip(classes, per_class))
+    if calibrated is not None:
+        recorded["calibration"] = calibrated
     runs.write_json(folder / "metrics.json", recorded)
     for split, split_scores in scores.items():
         print(metrics.format_split(split, split_scores))
@@ -171,15 +203,19 @@ def table3_rows(results):
     """Rows of Table 3 from {variant: {split: metrics.Scores}}.
 
     Returns (header, rows): header ["", "<variant> <split>", ...] and one row each
-    for ACC, its 95% interval, balanced accuracy, macro-F1 and LOSS, values rounded
-    to 3 decimals as in the report.
+    for ACC, its 95% Wilson interval, balanced accuracy and macro-F1 each with its
+    95% stratified bootstrap interval, and LOSS, values rounded to 3 decimals as in
+    the report (the interval rows name their method).
     """
     columns = [(variant, split) for variant, scores in results.items()
                for split in metrics.SPLITS if split in scores]
     header = [""] + [f"{variant} {split}" for variant, split in columns]
     rows = []
-    for label, key in (("ACC", "accuracy"), ("ACC 95% CI", "accuracy_interval"),
-                       ("BAL ACC", "balanced_accuracy"), ("MACRO F1", "macro_f1"),
+    for label, key in (("ACC", "accuracy"), ("ACC 95% CI (Wilson)", "accuracy_interval"),
+                       ("BAL ACC", "balanced_accuracy"),
+                       ("BAL ACC 95% CI (stratified bootstrap)", "balanced_accuracy_interval"),
+                       ("MACRO F1", "macro_f1"),
+                       ("MACRO F1 95% CI (stratified bootstrap)", "macro_f1_interval"),
                        ("LOSS", "loss")):
         cells = []
         for variant, split in columns:
@@ -219,14 +255,19 @@ def write_confusion(folder, classes, labels, predicted, title="Validation confus
 
 
 def record_test_set(folder, model, images, labels, paths, classes, batch_size=32, source="",
-                    skipped=(), tta=False):
+                    skipped=(), tta=False, min_confidence=0.0):
     """Score a labelled test set and write everything about it into `folder`.
 
     `images` uint8 [N, H, W, C] and int `labels` [N] of the readable files
     `paths`. Writes predictions.csv (one row an image: path, true, predicted,
     probability, each class's probability), confusion.csv, confusion.png,
-    per_class.csv, scores.json, mistakes.png (the confidently wrong images, when
-    there are any) and skipped.csv (when files were skipped).
+    per_class.csv, scores.json (with the expected calibration error, "ece", of the
+    probabilities as given: calibrated when `model` is calibration.Calibrated),
+    reliability.png, mistakes.png (the confidently wrong images, when there are
+    any) and skipped.csv (when files were skipped).
+    An image whose top probability is below `min_confidence` is predicted
+    "uncertain" in predictions.csv and the results (the scores still count its
+    most probable class, so they do not depend on P).
     Returns {"results": one dict an image (path, true, predicted, probability,
     correct), "summary": summary_scores plus loss, "matrix", "scores" (per class),
     "skipped": the number of files skipped}.
@@ -236,13 +277,20 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
     scored = metrics.score_set(model, images, labels, len(classes), batch_size, tta)
     probabilities = scored["probabilities"]
     predicted = np.argmax(probabilities, axis=1) if len(labels) else np.zeros(0, np.int64)
-    results = [{"path": str(path), "true": classes[t], "predicted": classes[p],
+    shown = calibration.label_or_uncertain(probabilities, classes, min_confidence)
+    results = [{"path": str(path), "true": classes[t], "predicted": name,
                 "probability": float(row[p]), "correct": bool(t == p)}
-               for path, t, p, row in zip(paths, labels, predicted, probabilities)]
-    write_predictions(folder / "predictions.csv", classes, paths, labels, probabilities)
+               for path, t, p, row, name in zip(paths, labels, predicted, probabilities, shown)]
+    write_predictions(folder / "predictions.csv", classes, paths, labels, probabilities, shown)
     matrix, scores = write_confusion(folder, classes, labels, predicted,
                                       "Test confusion matrix")
-    summary = {**metrics.summary_scores(matrix), "loss": scored["loss"]}
+    summary = {**metrics.summary_scores(matrix, labels, predicted), "loss": scored["loss"],
+               "temperature": getattr(model, "temperature", None)}
+    if len(labels):
+        shown = calibration.reliability(probabilities, labels)
+        summary["ece"] = shown.ece
+        calibration.plot_reliability(shown, folder / "reliability.png", "Test set reliability"
+                                     + (" (calibrated)" if summary["temperature"] else ""))
     atomic.write_json(folder / "scores.json", {
         "source": source, **summary, "classes": classes,
         "per_class": dict(zip(classes, scores)), "confusion": matrix.tolist(),
@@ -257,19 +305,21 @@ def record_test_set(folder, model, images, labels, paths, classes, batch_size=32
             "skipped": len(skipped)}
 
 
-def write_predictions(path, classes, paths, labels, probabilities):
+def write_predictions(path, classes, paths, labels, probabilities, shown=None):
     """Write one CSV row an image: path, true, predicted, probability, correct, p_<class>.
 
-    `labels` int [N], `probabilities` [N, classes] in the order of `paths`.
+    `labels` int [N], `probabilities` [N, classes] in the order of `paths`; `shown`,
+    when given, is the predicted column's text of each row ("uncertain" below
+    --min_confidence), else the most probable class.
     """
     probabilities = np.asarray(probabilities)
     predicted = (np.argmax(probabilities, axis=1) if len(probabilities)
                  else np.zeros(0, np.int64))
     return write_csv(path, [
         ["path", "true", "predicted", "probability", "correct", *(f"p_{c}" for c in classes)],
-        *([str(p), classes[t], classes[k], f"{row[k]:.6f}", int(t == k),
-           *(f"{v:.6f}" for v in row)]
-          for p, t, k, row in zip(paths, labels, predicted, probabilities))])
+        *([str(p), classes[t], shown[i] if shown is not None else classes[k],
+           f"{row[k]:.6f}", int(t == k), *(f"{v:.6f}" for v in row)]
+          for i, (p, t, k, row) in enumerate(zip(paths, labels, predicted, probabilities)))])
 
 
 def write_scores(path, classes, scores):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, faces, plots, records
+from cnnlib import atomic, calibration, faces, plots, records
 from cnnlib.errors import DataError, RunError
 
 # Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
@@ -198,7 +198,8 @@ def _classify_frame(model, frame, boxes, channels, image_size, margin, align=Fal
 
 def process_video(capture, model, classes, image_size, channels, out_dir, name, margin=0.1,
                   min_face=30, max_frames=0, smoothing=0.5, total=None, live=False,
-                  progress=None, detector="haar", align=False, draw_landmarks=False):
+                  progress=None, detector="haar", align=False, draw_landmarks=False,
+                  min_confidence=0.0):
     """Find, follow and classify the faces of every frame of `capture`.
 
     Writes into `out_dir`: <name>-annotated.mp4 (or .avi; every frame, with a box
@@ -210,6 +211,8 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     frame's index over the video's rate, or, `live` (a webcam), seconds since the
     start. Faces are found by `detector` and cropped with `margin` (aligned with
     `align`), as training cropped them; `draw_landmarks` marks the landmarks too.
+    A face whose top probability is below `min_confidence` is "uncertain" in the
+    CSV's predicted column and on the video (calibration.label_or_uncertain).
     Stops after `max_frames` (0: at the end) or at Ctrl-C, and still writes
     everything. `total` is the frame count the file announces (None if unknown).
     Returns a dict: frames, rows, faces (ids), seconds, fps (frames per second of
@@ -256,15 +259,17 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
                                                             image_size, margin, align)
                             ids = assign_faces(boxes, state, frames, max_gap)
                             labels = []
-                            for face, one, row in zip(ids, found, probabilities):
+                            names = calibration.label_or_uncertain(probabilities, classes,
+                                                                   min_confidence)
+                            for face, one, row, shown in zip(ids, found, probabilities, names):
                                 best = int(np.argmax(row))
                                 rows.append([frames, f"{seconds:.3f}", face, *one.box,
-                                             *faces.landmark_cells(one), classes[best],
+                                             *faces.landmark_cells(one), shown,
                                              f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
                                 tracks.setdefault(face, ([], []))
                                 tracks[face][0].append(seconds)
                                 tracks[face][1].append(row)
-                                labels.append(f"{face} {classes[best]} {row[best]:.2f}")
+                                labels.append(f"{face} {shown} {row[best]:.2f}")
                             frame = faces.draw_faces(
                                 frame, boxes, labels,
                                 [f.points for f in found] if draw_landmarks else None)

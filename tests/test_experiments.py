@@ -40,7 +40,9 @@ def test_compare_writes_table3_figures_and_confusion(tiny_params, labelled_test_
     assert header[1:] == [f"{v} {s}" for v in ("no_dropout", "dropout")
                           for s in ("train", "validation", "test")]
     table = {row[0]: row for row in rows}
-    assert list(table) == ["ACC", "ACC 95% CI", "BAL ACC", "MACRO F1", "LOSS"]
+    assert list(table) == ["ACC", "ACC 95% CI (Wilson)", "BAL ACC",
+                           "BAL ACC 95% CI (stratified bootstrap)", "MACRO F1",
+                           "MACRO F1 95% CI (stratified bootstrap)", "LOSS"]
     acc, loss = table["ACC"], table["LOSS"]
 
     # Table 3 equals a fresh evaluate of the saved models on the same sets.

@@ -200,3 +200,29 @@ def test_cli_usage_mistakes_exit_2(tmp_path, capsys):
     assert compare.main([str(a), str(a), "--resamples=many"]) == 2
     assert compare.main([str(a), str(a), "--color=red"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 3
+
+
+def test_summary_scores_use_bootstrap_for_class_weighted_scores_and_name_methods():
+    rng = np.random.default_rng(4)
+    true, predicted = _simulate(rng)
+    summary = metrics.summary_scores(metrics.confusion_matrix(true, predicted, 3), true,
+                                     predicted)
+    found = intervals.bootstrap_intervals(true, predicted, 3)
+    assert summary["balanced_accuracy_interval"] == (found.balanced_accuracy.low,
+                                                     found.balanced_accuracy.high)
+    assert summary["macro_f1_interval"] == (found.macro_f1.low, found.macro_f1.high)
+    assert summary["recall_intervals"] == [(i.low, i.high) for i in found.recall]
+    wilson = intervals.wilson(int(np.sum(true == predicted)), len(true))
+    assert summary["accuracy_interval"] == (wilson.low, wilson.high)
+    assert summary["interval_methods"] == {
+        "accuracy": "95% Wilson",
+        **{name: "95% stratified bootstrap, 1000 resamples, seed 0"
+           for name in ("balanced_accuracy", "macro_f1", "recall")}}
+    # From the matrix alone: the same pairs, so an interval of the same kind and width.
+    alone = metrics.summary_scores(metrics.confusion_matrix(true, predicted, 3))
+    assert alone["balanced_accuracy_interval"] == pytest.approx(
+        summary["balanced_accuracy_interval"], abs=0.03)
+    text = metrics.format_summary({**summary, "loss": 1.0})
+    assert "(95% Wilson interval" in text and "(95% stratified bootstrap" in text
+    assert "95% stratified bootstrap" in metrics.format_split(
+        "validation", metrics.Scores(loss=1.0, **summary))

@@ -139,7 +139,7 @@ def test_a_modern_run_trains_records_the_config_and_eval_uses_tta(tiny_params, t
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "accuracy_interval"):
         assert key in metrics["validation"]
     table = (run_dir / "table3.md").read_text()
-    assert "| BAL ACC |" in table and "| MACRO F1 |" in table and "| ACC 95% CI |" in table
+    assert "| BAL ACC |" in table and "| MACRO F1 |" in table and "| ACC 95% CI (Wilson) |" in table
 
     # Test-time augmentation: the mean of each image's and its mirror's prediction.
     images = tmp_path / "faces"

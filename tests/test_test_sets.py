@@ -89,8 +89,13 @@ def test_a_labelled_tree_writes_a_confusion_matrix_equal_to_its_printed_predicti
     assert scores["images"] == 7 and len(scores["accuracy_interval"]) == 2
     assert scores["accuracy"] == pytest.approx(np.trace(recomputed) / 7)
     assert (folder / "mistakes.png").is_file() == any(m == "wrong" for *_, m in lines)
-    for label in ("accuracy", "balanced accuracy", "macro-F1"):
-        assert re.search(rf"^{label}\s+[\d.]+  \(95% interval [\d.]+ to [\d.]+\)$", out, re.M)
+    for label, method in (("accuracy", "95% Wilson"),
+                          ("balanced accuracy", "95% stratified bootstrap, 1000 resamples, seed 0"),
+                          ("macro-F1", "95% stratified bootstrap, 1000 resamples, seed 0")):
+        assert re.search(rf"^{label}\s+[\d.]+  \({method} interval [\d.]+ to [\d.]+\)$",
+                         out, re.M)
+    assert scores["interval_methods"]["accuracy"] == "95% Wilson"
+    assert len(scores["recall_intervals"]) == len(CLASSES)
     assert re.search(r"Scored 7 image\(s\) in [\d.]+ s: [\d.]+ images/s", out)
     with open(folder / "per_class.csv") as handle:
         per_class = {row["class"]: row for row in csv.DictReader(handle)}
