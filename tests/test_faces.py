@@ -339,7 +339,8 @@ def test_training_can_crop_each_image_to_its_face(tmp_path, capsys):
     Image.new("L", (500, 300), 110).save(tmp_path / "data" / "train" / "sad" / "wall.png")
     params = {**config.defaults(cnn_params), "data_dir": str(tmp_path / "data"),
               "classes": ["auto"], "image_size": 32, "cache_dir": str(tmp_path / "cache"),
-              "crop_faces": True, "augment": False, "test_dir": ""}
+              "crop_faces": True, "augment": False, "test_dir": "",
+              "detector": "haar"}  # the box below is Haar's
     with pytest.warns(UserWarning, match="wall.png: no face found"):
         data = cnn_data.prepare_data(params)  # what training calls
     assert "Cropping each image to its largest face" in capsys.readouterr().out
