@@ -122,7 +122,9 @@ def write_calibration(folder, probabilities, labels, title="Validation"):
         return None
     fitted = calibration.calibrate(probabilities, labels)
     for name in ("model.keras", "best.keras"):
-        if (folder / name).is_file():
+        # A resumed run fits the same T again: its files are left as they are.
+        if ((folder / name).is_file()
+                and calibration.read_temperature(folder / name) != fitted.temperature):
             calibration.store_calibration(folder / name, fitted)
     after = calibration.apply_temperature(probabilities, fitted.temperature)
     calibration.plot_reliability(calibration.reliability(probabilities, labels),
