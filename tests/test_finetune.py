@@ -18,15 +18,20 @@ LAYERS = [{"type": "conv", "units": 4, "kernel": 3, "pool": 2, "dropout": 0.0},
 SOURCE_CLASSES = ["anger", "happy", "sad"]
 
 
-@pytest.fixture
-def source_file(tmp_path):
-    """A small saved model of 3 classes on 16x16 grayscale, as cnn_run.py saves one."""
-    model = cnn_model.build_model(LAYERS, 3, 16, 1, True, seed=1)
+def _tiny_source(tmp_path, size=32):
+    """A small saved model of 3 classes on grayscale, as cnn_run.py saves one."""
+    model = cnn_model.build_model(LAYERS, 3, size, 1, True, seed=1)
     path = tmp_path / "source.keras"
     cnn_model.save_model(model, path, info={"classes": SOURCE_CLASSES, "aliases": {},
-                                            "image_size": 16, "channels": 1,
+                                            "image_size": size, "channels": 1,
                                             "layers": LAYERS})
     return path
+
+
+@pytest.fixture
+def source_file(tmp_path):
+    """The small model at 16x16."""
+    return _tiny_source(tmp_path, 16)
 
 
 def read(path):
@@ -101,15 +106,6 @@ def test_a_model_without_its_classes_inside_is_refused(tmp_path):
         read(tmp_path / "bare.keras")
     with pytest.raises(ModelError, match="is a folder"):
         read(tmp_path)
-
-
-def _tiny_source(tmp_path):
-    model = cnn_model.build_model(LAYERS, 3, 32, 1, True, seed=1)
-    path = tmp_path / "source.keras"
-    cnn_model.save_model(model, path, info={"classes": SOURCE_CLASSES, "aliases": {},
-                                            "image_size": 32, "channels": 1,
-                                            "layers": LAYERS})
-    return path
 
 
 @pytest.mark.slow
