@@ -65,11 +65,12 @@ def run(params, extra_callbacks=(), explicit=()):
         run_dir = None
         if setup.chief:
             params, run_dir = resume_params(params) if params["resume"] else (params, None)
-            params, source = start_from(params, set(explicit) if not run_dir else set())
+            # A resumed run (and a worker, below) keeps the classes it resolved already.
+            params, source = start_from(params, set(explicit) if not run_dir else {"classes"})
             check_before_work(params)
         params = cluster.from_chief(setup, params)  # every worker trains the chief's
         if not setup.chief:
-            source = start_from(params, set())[1]
+            source = start_from(params, {"classes"})[1]
         if params["deterministic"]:
             tf.config.experimental.enable_op_determinism()
 
