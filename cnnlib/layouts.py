@@ -86,6 +86,26 @@ def _resolved(path):
         return None
 
 
+def _read_rows(csv_path, required, cure):
+    """The rows of a UTF-8 CSV as stripped {column: text}; DataError, one sentence ending
+    in `cure`, when a `required` column is missing or the file is not a readable CSV."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            for column in required:
+                if column not in columns:
+                    raise DataError(f"{csv_path} has no column {column!r} (it has "
+                                    f"{', '.join(columns)}): {cure}.")
+            return [{k.strip(): (v or "").strip() for k, v in row.items() if k}
+                    for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
+    except csv.Error as error:  # e.g. a NUL byte, or a field longer than csv allows
+        raise DataError(f"{csv_path} is not a CSV this suite can read ({error}): save it "
+                        f"as a plain UTF-8 CSV.") from None
+
+
 def read_labels_file(csv_path, image_column, label_column, images_dir="", split_column=""):
     """Read a CSV of image paths and labels (and, if it has one, a split column).
 
@@ -102,23 +122,9 @@ def read_labels_file(csv_path, image_column, label_column, images_dir="", split_
     """
     csv_path = Path(csv_path)
     base = csv_path.parent
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            for column in (image_column, label_column):
-                if column not in columns:
-                    raise DataError(f"{csv_path} has no column {column!r} (it has "
-                                    f"{', '.join(columns)}): set --image_column and "
-                                    f"--label_column.")
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
-                    for row in reader]
-    except UnicodeDecodeError:
-        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
-    except csv.Error as error:  # e.g. a NUL byte, or a field longer than csv allows
-        raise DataError(f"{csv_path} is not a CSV this suite can read ({error}): save it "
-                        f"as a plain UTF-8 CSV.") from None
-    has_splits = bool(split_column) and split_column in columns
+    rows = _read_rows(csv_path, (image_column, label_column),
+                      "set --image_column and --label_column")
+    has_splits = bool(split_column) and bool(rows) and split_column in rows[0]
 
     labels_of, splits_of = {}, {}  # listed image -> set of normalised labels, of splits
     for row in rows:
@@ -171,21 +177,8 @@ def read_group_column(csv_path, image_column, group_column, images_dir=""):
     csv_path = Path(csv_path)
     base = csv_path.parent
     folders = [base / images_dir, base] if images_dir else [base]
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            if group_column not in columns:
-                raise DataError(f"{csv_path} has no column {group_column!r} for "
-                                f"--group_column (it has {', '.join(columns)}): name one of "
-                                f"them, or leave --group_column empty.")
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k}
-                    for row in reader]
-    except UnicodeDecodeError:
-        raise DataError(f"{csv_path} is not UTF-8 text: save it as a UTF-8 CSV.") from None
-    except csv.Error as error:
-        raise DataError(f"{csv_path} is not a CSV this suite can read ({error}): save it "
-                        f"as a plain UTF-8 CSV.") from None
+    rows = _read_rows(csv_path, (group_column,),
+                      "name one of them with --group_column, or leave it empty")
     groups = {}
     for row in rows:
         image, group = row.get(image_column, ""), row.get(group_column, "")
