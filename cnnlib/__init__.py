@@ -14,6 +14,8 @@ Modules, roughly in the order a run uses them:
   cache           the disk cache of decoded images
   standin         the synthetic stand-in for QIDER: counts, writing, the test images
   standin_faces   drawing the stand-in's cartoon faces
+  loading         a data set's files found and its splits decoded, the test images
+  data_checks     data that cannot train, files shared by the sets, near-duplicates
   prepared        the prepared data of a run (PreparedData)
   runs            run folders, params and history files, the latest run, run state
   checkpoints     the end-of-epoch writes of a training run (model, best, history, state)
@@ -27,6 +29,7 @@ Modules, roughly in the order a run uses them:
   align           eyes level and a fixed scale before the square crop
   face_settings   the detector, margin and alignment a model was trained with
   video           expressions of the faces in a video or a webcam's frames
+  scoring         image files, photos' faces and videos scored and printed for cnn_eval
   finetune        a run that starts from a saved model: class map, new head, frozen backbone
   intervals       Wilson and bootstrap intervals, paired comparison of two models
   compare         `python -m cnnlib.compare A B`: two runs' or prediction files' comparison
