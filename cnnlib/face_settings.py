@@ -1,7 +1,7 @@
 """How cnn_eval.py finds and crops faces for a model: as it was trained, unless told.
 
 Offers:
-  RECORDED                      the face settings a model file records (cnn_run.model_info)
+  RECORDED                      the face settings a model file records (run_params.model_info)
   explicit_names(argv, params)  -> the parameters the user set: on the command line
                                    (--name=value) or in a configuration file
   FaceSettings                  crop, detector, margin, align, draw_landmarks, and `line`:
