@@ -3,15 +3,14 @@
 Offers, in the order a run calls them:
   prepare_data(params, standin_dir)   -> PreparedData: everything training needs:
     find_data(data_dir, classes, ...) -> the files and labels of each split
-    image_loader(crop_faces, margin, min_face, detector, align) -> (loader, cache tag):
-                                         whole images, or each image's largest face
-                                         (--crop_faces, cnnlib.faces; --detector, --align)
+    image_loader(crop_faces, ...)     -> (loader, cache tag): whole images or faces
     load_split(paths, labels, ...)    -> one split decoded (or mapped from the cache)
-    check_data(data, data_dir, strict) raises DataError for data that cannot train;
+                                         (these three, and load_test_set: cnnlib/loading.py)
+    check_data_cached(data, ...)      raises DataError for data that cannot train;
                                          warns of files shared by train and validation
     find_duplicates(sets, classes, cache_dir, keys) -> (groups, items): near-duplicates
-                                         within and across train, validation and test
-                                         (cnnlib.near_duplicates, hashes cached)
+                                         within and across the sets (these two:
+                                         cnnlib/data_checks.py)
     class_counts(labels, num_classes) -> images per class (Table 1's rows)
     augment_dataset(images, labels, ...) -> the balanced training set (Table 1)
     class_weights(counts)             -> {class index: weight} (Equation 1)
@@ -39,8 +38,6 @@ if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
 
     quiet.start()
 
-import functools  # noqa: E402
-import os  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -49,165 +46,15 @@ import numpy as np  # noqa: E402
 import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
-from cnnlib import cache, files, layouts, near_duplicates, standin  # noqa: E402
+from cnnlib import cache, near_duplicates, standin  # noqa: E402
+from cnnlib.data_checks import check_data_cached, find_duplicates, hashes_cached  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
 from cnnlib.errors import DataError  # noqa: F401,E402
 from cnnlib.prepared import PreparedData  # noqa: E402
 from cnnlib.labels import AUTO, class_lookup, label_from_filename  # noqa: F401,E402
+from cnnlib.loading import find_data, image_loader, load_split, load_test_set  # noqa: E402
 
-# Training may hold up to 4x the training images after Table 1's augmentation.
-_AUGMENT_FACTOR = 4
 _NOISE_CHUNK = 1024  # images given noise at a time: float64 temporaries stay small
-
-
-def _check_memory(count, size, channels, augment):
-    """Raise DataError when `count` images of `size` cannot fit in the free memory."""
-    needed = count * size * size * channels * (_AUGMENT_FACTOR if augment else 1)
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return  # not knowable here: let the load try
-    if needed > 0.8 * free:
-        raise DataError(f"{count} images at --image_size={size} need about "
-                        f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB "
-                        f"of free memory: lower --image_size.")
-
-
-def image_loader(crop_faces=False, margin=0.1, min_face=30, detector="haar", align=False):
-    """Return (loader, cache tag): how image files become training images.
-
-    The loader takes (paths, size, channels) and returns (images, kept, skipped)
-    like load_images. With `crop_faces` each image is its largest face, found by
-    OpenCV's detector, with `margin` around it (data sets of whole photos); a file
-    with no face is skipped. The tag keeps such crops apart in the cache.
-    `detector` ("haar" or "mtcnn") finds the faces; `align` turns each upright
-    first (MTCNN's eye landmarks).
-    """
-    if not crop_faces:
-        return load_images, ""
-    from cnnlib import faces
-
-    faces.check_detector(detector, align)
-    print(f"Cropping each image to its largest face (margin {margin}, faces of at least "
-          f"{min_face} pixels, detector {detector}" + (", aligned" if align else "")
-          + "); the crops are cached like decoded images.")
-    return (functools.partial(faces.load_face_crops, margin=margin, min_face=min_face,
-                              detector=detector, align=align),
-            faces.crops_tag(margin, min_face, detector, align))
-
-
-def find_data(data_dir, classes, aliases, size, channels, seed=0, augment=False,
-              **layout_options):
-    """Find the labelled images of `data_dir` in the first layout that fits.
-
-    Returns layouts.find_dataset's dict (classes, aliases, layout, train,
-    validation and test (or None) as (paths, labels), excluded, unlabeled). Raises DataError when
-    the images could not fit in the free memory.
-    """
-    found = layouts.find_dataset(data_dir, classes, aliases, seed=seed, **layout_options)
-    test_count = len(found["test"][0]) if found["test"] else 0
-    print(f"Data: {data_dir} ({found['layout']}), {len(found['classes'])} classes, "
-          f"{len(found['train'][0])} training and {len(found['validation'][0])} "
-          f"validation images listed" + (f", {test_count} test images." if test_count else "."))
-    _check_memory(len(found["train"][0]) + len(found["validation"][0]) + test_count, size,
-                  channels, augment)
-    return found
-
-
-def load_split(paths, labels, size, channels, cache_dir="", key=None, loader=load_images,
-               tag=""):
-    """Decode one split's files (from the cache if valid; `key`: its cache key if known).
-
-    `loader` and `tag` are image_loader's: plain decoding, or face crops.
-
-    Returns ((uint8 images [N, size, size, channels], int64 labels [N], paths [N]),
-    unreadable [(path, reason)], kept): kept indexes `paths` (int64 [N]); cached
-    images are memory-mapped.
-    """
-    if cache_dir:
-        images, kept, unreadable = cache.load_cached(paths, size, channels, cache_dir,
-                                                     loader, tag, key)
-    else:
-        images, kept, unreadable = loader(paths, size, channels)
-    return (images, labels[kept], [paths[i] for i in kept]), unreadable, kept
-
-
-def check_data(data, data_dir, strict=False, twins=None):
-    """Raise DataError for loaded data that cannot be trained on.
-
-    With `strict`, any skipped file is an error. Files byte-identical in training
-    and validation (a leak that inflates validation accuracy) get a warning;
-    `twins`, when given, are those pairs already found (from the cache).
-    Returns the pairs.
-    """
-    skipped = data["skipped"]
-    if strict and skipped:
-        raise DataError(f"--strict=True and {len(skipped)} file(s) cannot be used, the "
-                        f"first: {skipped[0][1].rstrip('.')}; fix or remove them, or run "
-                        f"without --strict to skip them.")
-    if len(data["validation"][1]) == 0:
-        if "split" not in data["layout"]:  # a validation/ folder of its own
-            raise DataError(f"No validation image of {data_dir} could be read: see the "
-                            f"skipped files above, and fix or replace them.")
-        counts = class_counts(data["train"][1], len(data["classes"]))
-        if counts.min() < 2:  # each class keeps one image for training
-            raise DataError(f"Splitting {data_dir} leaves no validation image: a class needs "
-                            f"two images or more to give one to validation; add images.")
-        raise DataError(f"Splitting {data_dir} leaves no validation image: raise "
-                        f"--validation_fraction.")
-    counts = class_counts(data["train"][1], len(data["classes"]))
-    if not counts.all():
-        empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
-        raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
-                        f"see the skipped files above.")
-    if twins is None:
-        twins = files.identical_files(data["train"][2], data["validation"][2])
-    if twins:
-        warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
-                      f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
-                      f"will look better than it is; remove the copies.", stacklevel=2)
-    return twins
-
-
-def find_duplicates(sets, classes, cache_dir="", keys=None):
-    """Find near-duplicate images within and across `sets`, and print one line of counts.
-
-    `sets` is {set name: (uint8 images or None, int labels, paths)} ("train",
-    "validation", "test"); `keys` {set name: the images' cache key} lets each set's
-    hashes be read from and written to `cache_dir` (images None: only from the cache,
-    so a key is needed). Hashing reads the images only: no array, order or random
-    state changes. Returns (groups, items): near_duplicates Groups, largest first,
-    and the Items (set, file, class name) their indices point into, in `sets` order.
-    """
-    keys = keys or {}
-    hashes, items = [], []
-    for name, (images, labels, paths) in sets.items():
-        key = (cache.derived_key(near_duplicates.HASH_CACHE_TAG, keys[name])
-               if cache_dir and keys.get(name) else None)
-        cached = cache.read_entry(cache_dir, "phash", key) if key else None
-        if cached is not None and len(cached[0]) == len(paths):
-            found = near_duplicates.Hashes.from_array(cached[0])
-        else:
-            found = near_duplicates.hash_images(images)
-            if key:
-                cache.write_entry(cache_dir, "phash", key, found.as_array())
-        hashes.append(found)
-        items += [near_duplicates.Item(name, str(path), classes[int(label)])
-                  for path, label in zip(paths, labels)]
-    every = near_duplicates.Hashes(
-        np.concatenate([h.hashes for h in hashes]) if hashes else np.zeros(0, np.uint64),
-        np.concatenate([h.features for h in hashes]) if hashes
-        else np.zeros((0, near_duplicates.FEATURES), np.float16))
-    groups = near_duplicates.find_groups(every, items)
-    summary = near_duplicates.summarise(groups)
-    across = {pair: sum(set(pair) <= set(g.sets) for g in groups)
-              for pair in (("train", "validation"), ("train", "test"), ("validation", "test"))}
-    print(f"Near-duplicates (perceptual hash): {summary.groups} group(s), {summary.files} "
-          f"file(s) in them, {summary.across_sets} across sets (train/validation "
-          f"{across[('train', 'validation')]}, train/test {across[('train', 'test')]}, "
-          f"validation/test {across[('validation', 'test')]}), {summary.conflicting} with "
-          f"conflicting labels.")
-    return groups, items
 
 
 def _drop_rows(split, drop):
@@ -216,15 +63,6 @@ def _drop_rows(split, drop):
     keep = np.setdiff1d(np.arange(len(labels)), np.asarray(drop, np.int64))
     return (images[keep] if images is not None else None, labels[keep],
             [paths[i] for i in keep])
-
-
-def _hashes_cached(cache_dir, key, count):
-    """True when the hashes of the images with cache key `key` are in `cache_dir`."""
-    if not cache_dir or not key:
-        return False
-    entry = cache.read_entry(cache_dir, "phash",
-                             cache.derived_key(near_duplicates.HASH_CACHE_TAG, key))
-    return entry is not None and len(entry[0]) == count
 
 
 def _split_of_entry(found_split, small):
@@ -236,21 +74,6 @@ def _split_of_entry(found_split, small):
     for _, reason in unreadable:  # the same warnings as a fresh load
         warnings.warn(f"Skipped {reason}", stacklevel=3)
     return (None, labels[kept], [paths[i] for i in kept]), unreadable, kept
-
-
-def _checked(data, data_dir, strict, cache_dir, keys):
-    """check_data, with the train/validation duplicates cached by the files' keys.
-
-    Finding byte-identical files reads every file whose size another shares: at
-    scale, most of them; the pairs found only change when a file does.
-    """
-    key = cache.derived_key("leaks", keys["train"], keys["validation"]) if cache_dir else None
-    twins = cache.read_note(cache_dir, "leaks", key) if key else None
-    leaks = check_data(data, data_dir, strict,
-                       [tuple(pair) for pair in twins] if twins is not None else None)
-    if key and twins is None:
-        cache.write_note(cache_dir, "leaks", key, [[str(a), str(b)] for a, b in leaks])
-    return leaks
 
 
 def prepare_data(params, standin_dir=None):
@@ -312,7 +135,7 @@ def prepare_data(params, standin_dir=None):
         test, test_unreadable, _ = load_split(*found["test"], size, channels, cache_dir,
                                               keys["test"], loader, tag)
     skipped = (list(found["excluded"]) + train_unreadable + val_unreadable + test_unreadable)
-    leaks = _checked({"classes": classes, "layout": found["layout"], "train": train,
+    leaks = check_data_cached({"classes": classes, "layout": found["layout"], "train": train,
                       "validation": validation, "skipped": skipped},
                      data_dir, params["strict"], cache_dir, keys)
 
@@ -321,7 +144,7 @@ def prepare_data(params, standin_dir=None):
     sets = {"train": train, "validation": validation}
     if test is not None:
         sets["test"] = test
-    if train[0] is None and not _hashes_cached(cache_dir, keys["train"], len(train[1])):
+    if train[0] is None and not hashes_cached(cache_dir, keys["train"], len(train[1])):
         with warnings.catch_warnings():  # its skipped files were reported already
             warnings.simplefilter("ignore")
             sets["train"] = load_split(*found["train"], size, channels, cache_dir,
@@ -394,25 +217,6 @@ def print_class_table(classes, before, after, weights):
         weight = f"{weights[index]:.4f}" if weights else "-"
         print(f"{name:<{width}} {before[index]:>7} {after[index]:>7} {weight:>7}")
     print(f"{'total':<{width}} {before.sum():>7} {after.sum():>7}")
-
-
-def load_test_set(test_dir, lookup, size, channels, loader=None):
-    """Return (images, labels) of the labelled images in `test_dir`, or None if absent.
-
-    A file's class comes from its name (`anger.jpg`, `raiva_2.png`), as the report's
-    8 test images are named. `loader` is image_loader's (default: load_images).
-    """
-    if not test_dir or not os.path.isdir(test_dir):
-        return None
-    paths = files.list_images([test_dir])
-    labels = [label_from_filename(p, lookup) for p in paths]
-    labelled = [p for p, label in zip(paths, labels) if label is not None]
-    if not labelled:
-        return None
-    images, kept, _ = (loader or load_images)(labelled, size, channels)
-    if not len(kept):
-        return None
-    return images, np.asarray([label for label in labels if label is not None])[kept]
 
 
 def class_counts(labels, num_classes):

@@ -2,12 +2,14 @@
 
 Offers, in the order a run calls them:
   check_layer_table(layer_table)            raises ModelError for an entry that cannot be built
+                                               (cnnlib/layer_table.py)
   build_model(layer_table, num_classes, ...) -> compiled keras.Model (float32, or mixed
                                                precision: bfloat16 or float16)
   compile_model(model, learning_rate, ...)  -> the optimizer, loss and schedule of a run
   with_precision(model, precision)          -> the same model in another precision, with
                                                its weights and optimizer state
   model_precision(model)                    -> "none", "bfloat16" or "float16"
+                                               (these two: cnnlib/precision.py)
   fit_or_reload(model, folder, train, validation, epochs, ...)
                                             -> (trained model, history rows): training
                                                only what the run folder has not done,
@@ -30,7 +32,6 @@ output and the loss in float32; a saved model is float32 whatever it trained in,
 so it loads and predicts anywhere.
 """
 
-import difflib
 import functools
 import json
 import zipfile
@@ -43,71 +44,11 @@ from keras import layers
 
 from cnnlib import atomic, checkpoints, cluster, multiworker, runs
 from cnnlib.errors import ModelError, RunError
+from cnnlib.layer_table import check_layer_table
+from cnnlib.precision import PRECISIONS, compile_in_precision, with_precision
+from cnnlib.precision import model_precision  # noqa: F401  (offered here too)
 
-# The keys each kind of layer-table entry may have; anything else is a typo.
-LAYER_KEYS = {
-    "conv": {"type", "units", "kernel", "pool", "dropout", "padding", "batchnorm"},
-    "dense": {"type", "units", "dropout", "batchnorm"},
-    "global_pool": {"type"},
-}
 INFO_FILE = "cnn_info.json"  # inside a saved .keras file: classes, image size, channels
-# MIXED_PRECISION's values and the Keras dtype policy of each (None: float32 throughout).
-PRECISIONS = {"none": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-def _check_entry(index, spec):
-    """Raise ModelError naming the entry of the layer table that cannot be built."""
-    where = f"Layer {index + 1} of the layer table (LAYERS or --layers)"
-    if not isinstance(spec, dict):
-        raise ModelError(f"{where} is {spec!r}; write each layer as a dict such as "
-                         f"{{\"type\": \"dense\", \"units\": 16}}.")
-    kind = spec.get("type")
-    if kind not in LAYER_KEYS:
-        raise ModelError(f"{where} has type {kind!r}; use one of "
-                         f"{', '.join(repr(k) for k in LAYER_KEYS)}.")
-    for key in spec:
-        if key not in LAYER_KEYS[kind]:
-            close = difflib.get_close_matches(str(key), LAYER_KEYS[kind], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ModelError(f"{where} has the key {key!r}{hint}; a {kind!r} layer takes "
-                             f"{', '.join(sorted(LAYER_KEYS[kind]))}.")
-    if kind != "global_pool" and "units" not in spec:
-        raise ModelError(f"{where} has no 'units'; give the number of "
-                         f"{'filters' if kind == 'conv' else 'neurons'}.")
-    for key, low in (("units", 1), ("kernel", 1), ("pool", 0)):
-        value = spec.get(key, low)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65536:
-            raise ModelError(f"{where} has {key} {value!r}; use a whole number from {low} "
-                             f"to 65536.")
-    rate = spec.get("dropout", 0.0)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ModelError(f"{where} has dropout {rate!r}; use a rate from 0 up to (not "
-                         f"including) 1.")
-    if spec.get("padding", "valid") not in ("valid", "same"):
-        raise ModelError(f"{where} has padding {spec['padding']!r}; use 'valid' or 'same'.")
-    if not isinstance(spec.get("batchnorm", False), bool):
-        raise ModelError(f"{where} has batchnorm {spec['batchnorm']!r}; use true or false.")
-
-
-def check_layer_table(layer_table):
-    """Raise ModelError unless `layer_table` is conv/global_pool entries, then dense ones."""
-    if not isinstance(layer_table, list) or not layer_table:
-        raise ModelError("The layer table (LAYERS or --layers) must be a non-empty list of "
-                         "layer dicts.")
-    for index, spec in enumerate(layer_table):
-        _check_entry(index, spec)
-    kinds = [spec["type"] for spec in layer_table]
-    if kinds[-1] != "dense":
-        raise ModelError("The layer table (LAYERS or --layers) must end with a 'dense' "
-                         "layer, the softmax output.")
-    first_dense = kinds.index("dense")
-    for index, kind in enumerate(kinds):
-        if kind != "dense" and index > first_dense:
-            raise ModelError(f"Layer {index + 1} of the layer table is a {kind!r} entry after "
-                             f"a 'dense' one; put conv layers (and global_pool) first.")
-        if kind == "global_pool" and index + 1 < len(kinds) and kinds[index + 1] != "dense":
-            raise ModelError(f"Layer {index + 1} of the layer table is 'global_pool', which "
-                             f"ends the conv part; put it after the last conv layer.")
 
 
 def _conv_block(x, spec, name, dtype=None):
@@ -259,52 +200,8 @@ def compile_model(model, learning_rate=1e-3, optimizer="adam", weight_decay=0.0,
     else:
         raise ModelError(f"--optimizer={optimizer!r} is not known: use 'adam' or 'adamw'.")
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    _compile(model, chosen, precision, loss)
+    compile_in_precision(model, chosen, precision, loss)
     return model
-
-
-def _compile(model, optimizer, precision, loss):
-    """Compile with accuracy; float16 gets loss scaling (bfloat16 has float32's range)."""
-    if precision == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-
-
-def model_precision(model):
-    """The key of PRECISIONS `model` computes in ("none" for float32)."""
-    names = {layer.dtype_policy.name for layer in model.layers[1:-1]}
-    return next((key for key, policy in PRECISIONS.items() if policy in names), "none")
-
-
-def with_precision(model, precision="none"):
-    """Return `model` in `precision`, with the same weights and optimizer state.
-
-    `model` itself when it already computes in `precision`; else a rebuilt copy:
-    how a mixed-precision model is saved as float32, and a saved model goes on
-    training in mixed precision after a resume.
-    """
-    if model_precision(model) == precision:
-        return model
-    policy = PRECISIONS[precision]
-    output = model.layers[-1]
-
-    def rebuilt(layer):
-        config = layer.get_config()
-        # The output and the random augmentation layers stay float32, as build_model has them.
-        keep = policy is None or layer is output or layer.name.startswith("aug_")
-        config["dtype"] = "float32" if keep else policy
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=rebuilt)
-    copy.set_weights(model.get_weights())
-    source = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    _compile(copy, source.__class__.from_config(source.get_config()), precision, model.loss)
-    if source.built:
-        target = getattr(copy.optimizer, "inner_optimizer", copy.optimizer)
-        target.build(copy.trainable_variables)
-        for mine, theirs in zip(target.variables, source.variables):
-            mine.assign(theirs)
-    return copy
 
 
 def train_model(model, train, validation, epochs, class_weight=None, callbacks=(),

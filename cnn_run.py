@@ -15,13 +15,11 @@ Offers (for tests and notebooks), in call order:
   run(params, extra_callbacks) -> Path of the run folder written (None on a worker
                                   of a cluster that is not the chief)
     check_before_work(params)  raises a UserError for a bad value, path or layer table
-    resume_params(params)      -> (saved params, run folder) of --resume
     start_from(params, explicit) -> (params, Source) of INIT_FROM, checked before the data
     build(params, dropout, steps_per_epoch, ...) -> the compiled model of Table 2 (or
                                   the saved model INIT_FROM names, with a new head)
-    compile_options(params, steps_per_epoch) -> its optimizer, schedule and loss
     train_variant(params, data, folder, dropout, ...) -> ({split: Scores}, history rows)
-    model_info(params)         -> what a saved model carries inside its file
+  (resume_params, compile_options, model_info and RUNS_ON: cnnlib/run_params.py)
   main(argv)
 """
 
@@ -41,9 +39,9 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cluster, config, finetune, metrics, records, runs  # noqa: E402
 from cnnlib.errors import UserError, os_error_sentence  # noqa: E402
+from cnnlib.run_params import RUNS_ON, compile_options, model_info, resume_params  # noqa: E402
 
 VARIANTS = {False: "no_dropout", True: "dropout"}  # the report's two models
-RUNS_ON = ("device", "distribute", "cpu_devices")  # may change when a run is resumed
 
 
 def run(params, extra_callbacks=(), explicit=()):
@@ -142,13 +140,6 @@ def check_before_work(params):
     build(params, params["dropout"], 1, len(classes) if classes != [cnn_data.AUTO] else 2)
 
 
-def resume_params(params):
-    """Return (params, run_dir) of the run --resume names: it goes on as it started,
-    on the devices and with the runs folder given now."""
-    here = {name: params[name] for name in ("runs_dir", *RUNS_ON) if name in params}
-    return runs.resumed_params(params["resume"], params, here, config.check_values)
-
-
 def start_from(params, explicit):
     """(params, finetune.Source or None) of INIT_FROM: the model's input, layer table and
     classes in `params`, checked against what the user set (`explicit`) before the data."""
@@ -183,16 +174,6 @@ def build(params, dropout, steps_per_epoch, num_classes=None, seed=None, setup=N
             augmentation={name: params[f"aug_{name}"] for name in (
                 "flip", "rotation", "zoom", "translation", "contrast", "brightness")},
             **options)
-
-
-def compile_options(params, steps_per_epoch):
-    """The optimizer, schedule and loss of `params`, as cnn_model.compile_model takes them."""
-    cosine = params["lr_schedule"] == "cosine"
-    warmup = params["warmup_epochs"] * steps_per_epoch if cosine else 0
-    return dict(optimizer=params["optimizer"], weight_decay=params["weight_decay"],
-                label_smoothing=params["label_smoothing"], warmup_steps=warmup,
-                decay_steps=max(1, params["epochs"] * steps_per_epoch - warmup)
-                if cosine else 0)
 
 
 def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(), start=None):
@@ -240,15 +221,6 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
                           probabilities.get("test"), calibrated,
                           validation=(data.val_paths, probabilities["validation"]))
     return scores, history
-
-
-def model_info(params):
-    """What a saved model carries inside its file: its classes and input."""
-    return {"classes": params["classes"], "aliases": params["aliases"],
-            "image_size": params["image_size"], "channels": params["channels"],
-            "crop_faces": params["crop_faces"], "face_margin": params["face_margin"],
-            "detector": params["detector"], "align": params["align"],
-            "layers": params["layers"]}
 
 
 def main(argv=None):

@@ -5,18 +5,25 @@ Modules, roughly in the order a run uses them:
   errors          UserError and its kinds: one sentence for a user's mistake
   config          `--name=value` overrides and configuration files, type-checked
   atomic          files written whole or not at all (temporary name, then rename)
+  run_params      from a run's parameters to the values the library's calls take
   devices         the devices a run trains on, chosen before TensorFlow starts
   cluster         the strategy and the workers of a cluster kept in step (DeviceSetup)
   labels          class names, aliases, --classes=auto, names read from file names
   layouts         finding labelled images: split class folders, a labels CSV, one tree
+  labels_file     reading a labels CSV: paths, labels, split and subject columns
   files           listing image files, identical files, lists of paths
   decode          decoding and resizing image files by their content
   cache           the disk cache of decoded images
   standin         the synthetic stand-in for QIDER: counts, writing, the test images
   standin_faces   drawing the stand-in's cartoon faces
+  standin_expressions the parameters of a drawn face that carry its expression
+  loading         a data set's files found and its splits decoded, the test images
+  data_checks     data that cannot train, files shared by the sets, near-duplicates
   prepared        the prepared data of a run (PreparedData)
   runs            run folders, params and history files, the latest run, run state
   checkpoints     the end-of-epoch writes of a training run (model, best, history, state)
+  layer_table     the layer table (LAYERS or --layers) checked before a model is built
+  precision       mixed precision: dtype policies, a model moved between them
   multiworker     the training loop of --distribute=multiworker
   metrics         predictions, scores, confusion and intervals (Scores); writes nothing
   records         every file of a run or of a scored test set, from memory; Table 3
@@ -27,6 +34,7 @@ Modules, roughly in the order a run uses them:
   align           eyes level and a fixed scale before the square crop
   face_settings   the detector, margin and alignment a model was trained with
   video           expressions of the faces in a video or a webcam's frames
+  scoring         image files, photos' faces and videos scored and printed for cnn_eval
   finetune        a run that starts from a saved model: class map, new head, frozen backbone
   intervals       Wilson and bootstrap intervals, paired comparison of two models
   compare         `python -m cnnlib.compare A B`: two runs' or prediction files' comparison
@@ -34,8 +42,10 @@ Modules, roughly in the order a run uses them:
   near_duplicates perceptual hashes and near-duplicate groups across sets
   subject_split   a training/validation split that keeps each subject on one side
   export          --export: saved_model, ONNX and TFLite files, verified against Keras
+  export_images   the real images an export is verified and int8-calibrated on
   exported        an exported file scored with its own runtime, compared with Keras
   server          --serve: the local page and JSON API
+  uploads         an uploaded image checked: body and pixel limits, decoded
 
 Data flows one way: cnn_params -> cnn_data -> cnn_model -> cnn_run / cnn_eval, and
 each of them may use this package; nothing here imports one of those scripts.

@@ -1,12 +1,13 @@
 """How cnn_eval.py finds and crops faces for a model: as it was trained, unless told.
 
 Offers:
-  RECORDED                      the face settings a model file records (cnn_run.model_info)
+  RECORDED                      the face settings a model file records (run_params.model_info)
   explicit_names(argv, params)  -> the parameters the user set: on the command line
                                    (--name=value) or in a configuration file
   FaceSettings                  crop, detector, margin, align, draw_landmarks, and `line`:
                                    one sentence saying which is used and where it came from
   for_model(saved, params)      -> FaceSettings for a model whose file recorded `saved`
+  for_trained(trained, params)  -> the same, from cnn_eval.trained_params's `trained`
 
 A model trained with --crop_faces=True saw faces found by one detector, cut with one
 margin, aligned or not: eval finds and crops faces the same way, read from the model
@@ -65,3 +66,9 @@ def for_model(saved, params):
                if given and trained_on_crops else "") + ".")
     return FaceSettings(crop, values["detector"], float(values["face_margin"]),
                         bool(values["align"]), bool(params.get("draw_landmarks", False)), line)
+
+
+def for_trained(trained, params):
+    """FaceSettings (crop?, detector, margin, align): as the model was trained, unless
+    set explicitly (`trained`: cnn_eval.trained_params's)."""
+    return for_model(trained.get("trained_faces", {}), params)

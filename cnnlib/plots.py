@@ -104,7 +104,7 @@ def plot_predictions(images, results, classes, path):
     """Save each image beside a bar chart of its class probabilities.
 
     `images` are uint8 [N, H, W, C] as the model saw them; `results` the
-    per-image dicts of cnn_eval.score_images (true, predicted, probabilities).
+    per-image dicts of cnnlib.scoring.score_images (true, predicted, probabilities).
     Returns `path`.
     """
     count = len(results)

@@ -7,8 +7,9 @@ Offers, in the order `cnn_eval.py --serve` calls them:
   check_limits(params)                     -> Limits of the flags, or ConfigError
   load_predictor(model, model_path, trained, min_face) -> Predictor: the model, loaded once,
                                               its compiled call and its facts
-  read_image(data, channels, max_pixels)   -> (pixels uint8 [H, W, C], gray uint8 [H, W]);
+  read_image(data, channels, max_pixels)   -> (pixels uint8 [H, W, C], a temporary copy);
                                               ApiError (415, 413) for a non-image or a bomb
+                                              (cnnlib/uploads.py, with request_body)
   predict(predictor, data, mode, max_pixels) -> the /predict JSON for one image
   model_facts(predictor)                   -> the /model JSON (with the card <model>.md)
   create_app(predictor, limits, faces_mode) -> the Flask app: GET /, /health, /model,
@@ -30,19 +31,17 @@ Inference is bounded: at most --max_inference requests run the detector and the 
 at once, at most --max_waiting more wait for a turn, and any beyond get 503 at once.
 """
 
-import io
 import os
-import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnnlib import decode, faces, landmarks
-from cnnlib.errors import ConfigError, DataError
+from cnnlib.errors import ConfigError
+from cnnlib.uploads import ApiError, read_image, request_body
 
 DEFAULT_PORT = 8000
 # The flags --serve adds to cnn_eval.py (merged into its defaults).
@@ -56,14 +55,6 @@ OPTIONS = {
 }
 MULTIPART_SLACK = 64 * 1024  # room for a multipart body's boundaries and headers
 WEB_DIR = Path(__file__).resolve().parent / "web"  # the page's own assets
-
-
-class ApiError(Exception):
-    """A request that cannot be served: an HTTP status and one sentence."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -135,43 +126,6 @@ def load_predictor(model, model_path, trained, min_face=30, detector="haar", ali
     return Predictor(name, path, list(trained["classes"]), size, channels,
                      float(trained.get("face_margin", 0.1)), int(min_face),
                      bool(trained.get("crop_faces")), infer, detector, bool(align))
-
-
-def read_image(data, channels, max_pixels):
-    """Decode the image bytes `data` as training decodes a file.
-
-    The size is read from the header first (Pillow reads no pixels for it), so a
-    decompression bomb is turned down before it is decoded. Returns (pixels uint8
-    [H, W, channels], the path of a temporary copy for cnnlib.decode: remove it).
-    Raises ApiError: 400 empty, 415 not an image, 413 too many pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise ApiError(400, "The request has no image: send the image's bytes as the body, "
-                            "or as a multipart file field.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except Image.DecompressionBombError:
-        width, height = max_pixels + 1, 1
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ApiError(415, "The body is not an image in a known format: send a JPEG, PNG, "
-                            "GIF, BMP, WebP or TIFF file.") from None
-    if width * height > max_pixels:
-        raise ApiError(413, f"The image is {width}x{height} pixels, more than the server's "
-                            f"limit of {max_pixels:,} (--max_pixels).")
-    handle, temp = tempfile.mkstemp(suffix=".upload", prefix="cnn-serve-")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    try:
-        return decode.decode_full(temp, channels), temp
-    except (DataError, OSError):
-        os.unlink(temp)
-        raise ApiError(415, "The image could not be decoded (damaged or truncated): send a "
-                            "complete image file.") from None
 
 
 def _scores(predictor, row):
@@ -275,21 +229,6 @@ def model_facts(predictor, limits=None):
             "card": _card(predictor.path)}
 
 
-def _body(request, limit):
-    """The image bytes of a request: a multipart file field, else the raw body."""
-    if request.mimetype == "multipart/form-data":
-        if not request.files:
-            raise ApiError(400, "The multipart body has no file field: send the image as "
-                                "one, e.g. curl -F image=@photo.jpg.")
-        data = next(iter(request.files.values())).read(limit + 1)
-    else:  # any other type (curl --data-binary sends x-www-form-urlencoded): the bytes
-        data = request.get_data(cache=False)
-    if len(data) > limit:
-        raise ApiError(413, f"The upload is larger than the server's limit of {limit:,} "
-                            f"bytes (--max_body).")
-    return data
-
-
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
        "connect-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'")
@@ -371,7 +310,7 @@ def create_app(predictor, limits=None, faces_mode="auto"):
             raise ApiError(503, f"The server is busy ({limits.max_inference} running, "
                                 f"{limits.max_waiting} waiting): try again in a moment.")
         try:
-            data = _body(request, limits.max_body)
+            data = request_body(request, limits.max_body)
             with running:
                 result = predict(predictor, data, mode, limits.max_pixels)
             counts["served"] += 1

@@ -11,7 +11,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import config, errors, runs
+from cnnlib import config, errors, runs, scoring
 from conftest import ROOT, make_class_folders, write_image
 
 
@@ -147,9 +147,9 @@ def test_a_modern_run_trains_records_the_config_and_eval_uses_tta(tiny_params, t
         write_image(images / f"{name}.png", (32, 32), "L", "PNG", seed=40 + i)
     model = cnn_model.load_model(run_dir / "model.keras")
     paths = sorted(images.iterdir())
-    plain, _, x = cnn_eval.score_images(model, paths, cnn_params.CLASSES, cnn_params.ALIASES,
+    plain, _, x = scoring.score_images(model, paths, cnn_params.CLASSES, cnn_params.ALIASES,
                                         32, 1)
-    both, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
+    both, summary, _ = scoring.score_images(model, paths, cnn_params.CLASSES,
                                              cnn_params.ALIASES, 32, 1, tta=True)
     flipped = model.predict(np.ascontiguousarray(x[:, :, ::-1]), verbose=0)
     expected = (np.asarray([r["probabilities"] for r in plain]) + flipped) / 2

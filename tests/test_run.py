@@ -14,7 +14,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import files, layouts, metrics, runs, standin
+from cnnlib import files, layouts, metrics, runs, scoring, standin
 from conftest import ROOT, assert_figure, write_image
 
 
@@ -64,7 +64,7 @@ def test_a_short_run_writes_its_folder_and_eval_scores_with_it(tiny_params, test
     # The saved model, loaded again, predicts what the trained one did.
     model = cnn_model.load_model(run_dir / "model.keras")
     paths = files.list_images([test_dir])
-    results, summary, _ = cnn_eval.score_images(model, paths, cnn_params.CLASSES,
+    results, summary, _ = scoring.score_images(model, paths, cnn_params.CLASSES,
                                                 cnn_params.ALIASES, 32, 1)
     labelled = [r["probabilities"] for r in results if r["true"] is not None]
     np.testing.assert_allclose(labelled, metrics["test_probabilities"], atol=1e-6)
