@@ -42,6 +42,10 @@ LABEL_COLUMN = "emotion"     # its column of labels
 IMAGES_DIR = "images"        # folder beside the CSV holding the images ("" = the CSV's own)
 VALIDATION_FRACTION = 0.2    # share of each class held out when the data has no validation/
 STRICT = False               # True: an unreadable, conflicting or unlabelled file is an error
+MAX_PIXELS = 40_000_000      # the most pixels (width x height, read from the header before
+                             # decoding) of an image or video frame, in training, eval, faces
+                             # and the server; larger images are skipped in training like
+                             # damaged ones, refused elsewhere (a 7700x5200 photo fits)
 GROUP_COLUMN = ""            # the labels CSV's subject column: then the training/validation
                              # split keeps each subject on one side ("" = split per class)
 DEDUPE = False               # True: near-duplicate images (perceptual hash, found at every

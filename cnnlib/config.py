@@ -264,6 +264,7 @@ _RULES = {
     "distribute": (lambda v: v in ("none", "mirrored", "multiworker"),
                    "none, mirrored or multiworker"),
     "cpu_devices": _number(1, 256),
+    "max_pixels": _number(64 * 64, 10**9),
     "mixed_precision": (lambda v: v in ("none", "bfloat16", "float16"),
                         "none, bfloat16 or float16"),
 }

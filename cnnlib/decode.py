@@ -9,21 +9,104 @@ Offers:
                                                   found and cropped in it)
   resize(pixels, size)                         -> uint8 [size, size, channels], the
                                                   resize every image above goes through
+  set_max_pixels(max_pixels)                   the limit of every decode (--max_pixels),
+                                                  set once by each script
+  header_size(source)                          -> (width, height) read from the header of
+                                                  a file (a path or a binary file object)
+  check_size(source, name, max_pixels)         -> (width, height); SizeError when larger
+                                                  than the limit, before any decoding
+  check_pixels(name, width, height, max_pixels) raises SizeError past the limit (a video
+                                                  frame's size, from its properties)
 
 TensorFlow decodes JPEG, PNG, BMP and GIF, as the report does, in one parallel
 graph-mode tf.data pipeline; Pillow decodes the rest (WebP, CMYK or EXIF-rotated
 JPEG, 16-bit PNG, TIFF...). Every image is resized to a square, never cropped.
+
+Before any of them decodes a file, its width and height are read from its header
+(Pillow reads no pixels for that) and checked against MAX_PIXELS (--max_pixels): a
+400 KB PNG may claim 20000x20000 pixels, 1.2 GB once decoded in colour, and far more
+in the face detector. A larger image is refused in one sentence that names it, its
+size and the flag; Pillow's own decompression-bomb limit gives way to this one.
 """
 
+import contextlib
 import functools
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from struct import error as struct_error
 
 import numpy as np
 import tensorflow as tf
 
-from cnnlib.errors import DataError
+from cnnlib.errors import DataError, SizeError
+
+# The most pixels (width x height, from the header) of an image decoded: 40 million
+# (e.g. 7700x5200) is a 120 MB colour copy; the default path, MTCNN included, peaks
+# near 1.3 GB on one such image (docs/using-a-model.md). cnn_params.MAX_PIXELS.
+MAX_PIXELS = 40_000_000
+_limit = {"max_pixels": MAX_PIXELS}  # this process's, set by the script (set_max_pixels)
+_pillow_lock = threading.Lock()
+
+
+def set_max_pixels(max_pixels):
+    """Make `max_pixels` the limit of every decode in this process (the scripts call it
+    once, with --max_pixels)."""
+    _limit["max_pixels"] = int(max_pixels)
+
+
+@contextlib.contextmanager
+def _pillow_unlimited():
+    """Pillow's own decompression-bomb check off, for a file already checked here (or to
+    read the size of one it would refuse, so the sentence can name it)."""
+    from PIL import Image
+
+    with _pillow_lock:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield Image
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def header_size(source):
+    """Return (width, height) from the header of `source` (a path or a binary file
+    object), reading no pixels. Raises DataError when it is no image or its header is
+    damaged or cut short."""
+    from PIL import UnidentifiedImageError
+
+    name = source if isinstance(source, (str, os.PathLike)) else "the image"
+    try:
+        with _pillow_unlimited() as Image, Image.open(source) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        raise DataError(f"{name} is not a readable image (no known image format).") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct_error) as error:
+        if isinstance(error, OSError) and error.filename is not None:
+            raise
+        raise DataError(f"{name} is not a readable image (its header is damaged or cut "
+                        f"short: {error}).") from None
+    return int(width), int(height)
+
+
+def check_pixels(name, width, height, max_pixels=None):
+    """Raise SizeError when a `width` x `height` image (or frame) named `name` has more
+    pixels than `max_pixels` (default: this process's limit, --max_pixels)."""
+    limit = max_pixels or _limit["max_pixels"]
+    if width * height > limit:
+        raise SizeError(f"{name} is {width}x{height} pixels ({width * height:,}), more than "
+                        f"the limit of {limit:,}: shrink it, or raise --max_pixels (the "
+                        f"memory it takes grows with the pixels).")
+
+
+def check_size(source, name=None, max_pixels=None):
+    """Return (width, height) of the image `source` (a path or a binary file object),
+    read from its header. Raises SizeError when it has more pixels than `max_pixels`
+    (default: --max_pixels), DataError when its header cannot be read."""
+    width, height = header_size(source)
+    check_pixels(name or source, width, height, max_pixels)
+    return width, height
 
 
 def _decode_with_pillow(path, size, channels):
@@ -33,9 +116,11 @@ def _decode_with_pillow(path, size, channels):
     down without being read whole. `size` None decodes at full size.
     Returns a uint8 array [height, width, channels].
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as image:
+    with _pillow_unlimited() as Image:  # checked by check_size before
+        opened = Image.open(path)
+    with opened as image:
         if image.format == "JPEG" and size:
             # Let libjpeg decode a huge photo at a fraction of its size (never below
             # what the resize needs), so it is never held at full size.
@@ -122,6 +207,7 @@ def _decode(path, channels, tf_decode, size=None):
         head = handle.read(_HEADER_BYTES)
     if not head:
         raise DataError(f"{path} is empty.")
+    check_size(path)  # before any decoder allocates its pixels
     if _tf_can_decode(head):
         try:
             return tf_decode(tf.io.read_file(str(path))).numpy(), True
@@ -173,7 +259,12 @@ def _tf_route(path):
             return (f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MiB, too large for "
                     f"an image of a face.")
         with open(path, "rb") as handle:
-            return _tf_can_decode(handle.read(_HEADER_BYTES))
+            head = handle.read(_HEADER_BYTES)
+        if head:
+            check_size(path)
+        return _tf_can_decode(head)
+    except DataError as error:  # too large, or a damaged header: skipped like any damage
+        return str(error)
     except OSError as error:
         return f"{path} could not be read ({error.strerror or error})."
 

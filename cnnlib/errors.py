@@ -4,6 +4,7 @@ Offers:
   UserError    the base: the scripts print its message and exit 2, with no traceback
   ConfigError  a parameter name or value, or a configuration file
   DataError    the data on disk: a folder, a file, a label
+  SizeError    an image or video frame with more pixels than --max_pixels (a DataError)
   ModelError   a layer table, or a saved model that cannot be used
   RunError     a run folder: cannot be written, resumed or trusted
   os_error_sentence(error) -> one sentence for an OSError the scripts meet on disk
@@ -22,6 +23,10 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """The data on disk cannot be used as asked."""
+
+
+class SizeError(DataError):
+    """An image or a video's frames have more pixels than --max_pixels allows."""
 
 
 class ModelError(UserError, ValueError):

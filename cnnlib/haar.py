@@ -5,6 +5,8 @@ Offers, in call order:
                                version that has the detector
   to_gray(pixels)           -> uint8 [H, W] for the detector
   detect_faces(gray, min_face) -> every face box (x, y, w, h) in a grayscale image
+    detection_scale(height, width, min_face, native) -> how much an image is shrunk
+                               before a detector looks at it (MTCNN's too)
 
 The detector is OpenCV's frontal-face Haar cascade (haarcascade_frontalface_default),
 with the alt2 cascade as a second try when the first finds nothing. An image of crop
@@ -36,6 +38,18 @@ CROP_MAX_SIDE = 400  # an image no larger than this gets the padded last try
 CROP_PAD = 0.35        # the padding of a crop-sized image's last try, a share of its side
 WINDOW = 24            # the cascades' own window: the smallest face they can see, in pixels
 SCALE_STEP = 1.1       # OpenCV's scaleFactor: 10% larger windows at each step
+# Faces are looked for in a copy of at most this many pixels (3000x2000), so memory and
+# time stay bounded for any image --max_pixels allows; a 4K frame stays whole for MTCNN.
+# Larger images lose only their smallest faces: in a 40-million-pixel photo faces of
+# at least 50 (MTCNN) or 62 (Haar) pixels are looked for, whatever --min_face_size.
+DETECT_MAX_PIXELS = 6_000_000
+
+
+def detection_scale(height, width, min_face, native):
+    """The factor an image is shrunk by before a detector whose smallest face is `native`
+    pixels looks for faces of `min_face` or more in it (1.0: not shrunk), keeping the copy
+    within DETECT_MAX_PIXELS."""
+    return min(1.0, native / float(min_face), (DETECT_MAX_PIXELS / (height * width)) ** 0.5)
 
 _local = threading.local()  # a CascadeClassifier is not safe to share between threads
 
@@ -125,7 +139,7 @@ def detect_faces(gray, min_face=30):
     height, width = gray.shape[:2]
     if min(height, width) < min_face:
         return []
-    scale = min(1.0, WINDOW / float(min_face))
+    scale = detection_scale(height, width, min_face, WINDOW)
     small = gray if scale == 1.0 else cv2.resize(
         gray, (max(1, round(width * scale)), max(1, round(height * scale))),
         interpolation=cv2.INTER_AREA)

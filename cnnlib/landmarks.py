@@ -35,6 +35,7 @@ import threading
 import numpy as np
 
 from cnnlib.errors import ConfigError
+from cnnlib.haar import detection_scale
 
 POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 NATIVE_MIN_FACE = 20   # mtcnn's own smallest face, in pixels: the pyramid it is built for
@@ -95,7 +96,7 @@ def detect(rgb, min_face=30):
     height, width = rgb.shape[:2]
     if min(height, width) < min_face:
         return []
-    scale = min(1.0, NATIVE_MIN_FACE / float(min_face))
+    scale = detection_scale(height, width, min_face, NATIVE_MIN_FACE)
     small = rgb if scale == 1.0 else cv2.resize(
         rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
         interpolation=cv2.INTER_AREA)

@@ -49,7 +49,6 @@ OPTIONS = {
     "serve": -1,                  # the port to serve on; -1 = do not serve (bare --serve: 8000)
     "host": "127.0.0.1",          # the address to listen on; loopback only unless changed
     "max_body": 10 * 2**20,       # bytes: a larger upload gets 413 before it is read
-    "max_pixels": 40_000_000,     # width x height from the header: larger is a bomb, 413
     "max_inference": 2,           # requests finding faces and scoring at once (2 cores)
     "max_waiting": 16,            # requests waiting for a turn; beyond that 503 at once
 }
@@ -77,7 +76,7 @@ class Predictor:
 class Limits:
     """The server's limits (the flags of OPTIONS)."""
     max_body: int = OPTIONS["max_body"]
-    max_pixels: int = OPTIONS["max_pixels"]
+    max_pixels: int = decode.MAX_PIXELS  # --max_pixels, the limit of every decode
     max_inference: int = OPTIONS["max_inference"]
     max_waiting: int = OPTIONS["max_waiting"]
 
@@ -135,7 +134,7 @@ def _scores(predictor, row):
             "predicted": predictor.classes[best], "probability": round(float(row[best]), 6)}
 
 
-def predict(predictor, data, mode="auto", max_pixels=OPTIONS["max_pixels"]):
+def predict(predictor, data, mode="auto", max_pixels=decode.MAX_PIXELS):
     """Score the faces of one image (bytes), or the whole image, as cnn_eval.py would.
 
     `mode` is --faces' value: "auto" (a face crop is scored whole, a photo face by
