@@ -75,7 +75,7 @@ import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, files, layouts, metrics, records  # noqa: E402
-from cnnlib import calibration, export, face_settings, runs, server, video  # noqa: E402
+from cnnlib import calibration, decode, export, face_settings, runs, server, video  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 from cnnlib.scoring import score_images_and_faces, score_video  # noqa: E402
 
@@ -197,6 +197,8 @@ def plan(sources, params):
                                 f"file.")
             jobs.append(("video", path))
         else:
+            if path.is_file():  # a file named, too large: said before any model is loaded
+                decode.refuse_too_large(path)
             if not images:
                 jobs.append(("images", images))
             images.append(path)
@@ -337,6 +339,7 @@ def main(argv=None):
     try:
         params, sources = config.parse_args(argv, defaults)
         params["explicit"] = face_settings.explicit_names(argv, params)
+        decode.set_max_pixels(params["max_pixels"])
         model_paths = find_models(params["model"], params["runs_dir"])
         if params["export"] or params["serve"] >= 0:
             return export_or_serve(model_paths, sources, params)

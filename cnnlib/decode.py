@@ -17,6 +17,9 @@ Offers:
                                                   than the limit, before any decoding
   check_pixels(name, width, height, max_pixels) raises SizeError past the limit (a video
                                                   frame's size, from its properties)
+  refuse_too_large(path)                       raises SizeError for an image file named on
+                                                  the command line past the limit (other
+                                                  damage is left to the decoders' skip list)
 
 TensorFlow decodes JPEG, PNG, BMP and GIF, as the report does, in one parallel
 graph-mode tf.data pipeline; Pillow decodes the rest (WebP, CMYK or EXIF-rotated
@@ -43,8 +46,9 @@ import tensorflow as tf
 from cnnlib.errors import DataError, SizeError
 
 # The most pixels (width x height, from the header) of an image decoded: 40 million
-# (e.g. 7700x5200) is a 120 MB colour copy; the default path, MTCNN included, peaks
-# near 1.3 GB on one such image (docs/using-a-model.md). cnn_params.MAX_PIXELS.
+# (e.g. 7700x5190) is a 120 MB colour copy; `cnn_eval.py` on one such photo, MTCNN
+# included, peaks at 1.3 to 1.4 GB (measured: two faces, and a busy texture). The
+# default of cnn_params.MAX_PIXELS (--max_pixels).
 MAX_PIXELS = 40_000_000
 _limit = {"max_pixels": MAX_PIXELS}  # this process's, set by the script (set_max_pixels)
 _pillow_lock = threading.Lock()
@@ -107,6 +111,17 @@ def check_size(source, name=None, max_pixels=None):
     width, height = header_size(source)
     check_pixels(name or source, width, height, max_pixels)
     return width, height
+
+
+def refuse_too_large(path):
+    """Raise SizeError when the file `path`'s header gives more pixels than the limit;
+    nothing for a file that is no image or is damaged (the decoders skip it, saying why)."""
+    try:
+        check_size(path)
+    except SizeError:
+        raise
+    except (DataError, OSError):
+        pass
 
 
 def _decode_with_pillow(path, size, channels):

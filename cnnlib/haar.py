@@ -38,11 +38,12 @@ CROP_MAX_SIDE = 400  # an image no larger than this gets the padded last try
 CROP_PAD = 0.35        # the padding of a crop-sized image's last try, a share of its side
 WINDOW = 24            # the cascades' own window: the smallest face they can see, in pixels
 SCALE_STEP = 1.1       # OpenCV's scaleFactor: 10% larger windows at each step
-# Faces are looked for in a copy of at most this many pixels (3000x2000), so memory and
-# time stay bounded for any image --max_pixels allows; a 4K frame stays whole for MTCNN.
-# Larger images lose only their smallest faces: in a 40-million-pixel photo faces of
-# at least 50 (MTCNN) or 62 (Haar) pixels are looked for, whatever --min_face_size.
-DETECT_MAX_PIXELS = 6_000_000
+# Faces are looked for in a copy of at most this many pixels (1730x1150), so memory and
+# time stay bounded for any image --max_pixels allows: MTCNN's candidates, not the image,
+# fill memory, about 0.4 GB a million pixels of a busy picture. A 1080p frame stays
+# whole; larger images lose only their smallest faces: in a 4K frame faces of at least
+# 41 (MTCNN) or 49 (Haar) pixels are looked for, in a 40-million-pixel photo 89 or 107.
+DETECT_MAX_PIXELS = 2_000_000
 
 
 def detection_scale(height, width, min_face, native):

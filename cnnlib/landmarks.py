@@ -18,7 +18,11 @@ smallest face of 20 pixels: a larger `min_face_size` starts the pyramid smaller 
 its last level falls under the networks' 12-pixel input, which it reports as "no
 face" for every image. So, as the Haar detector does, the image is shrunk instead, by
 20 / min_face, and the pyramid left at its default; this finds the same faces in less
-time. And it is given a float32 copy: it scales an integer array in place.
+time. And it is given a float32 copy: it scales an integer array in place. Its
+non-maximum suppression builds an N x N matrix of the N candidate boxes, several
+times over: on a large or busy image (40 million pixels of texture: 5 GB) that, not
+the image, is what fills memory. The same suppression, same boxes kept, is done here
+in blocks of rows instead (_blocked_nms), so memory grows with N, not N squared.
 
 The pyramid's coarsest level also stops where a face fills about 70% of the image's
 shorter side, so a tight crop whose face fills it (the shared set's small images,
@@ -70,6 +74,10 @@ def load():
                                   f"installed: run {INSTALL}, or use --detector=haar."
                                   ) from None
             try:
+                from mtcnn.stages import stage_onet, stage_pnet, stage_rnet
+
+                for stage in (stage_pnet, stage_rnet, stage_onet):
+                    stage.smart_nms_from_bboxes = _blocked_nms  # memory: see above
                 weights = resources.files("mtcnn.assets.weights")
                 _detector = MTCNN(stages=[StagePNet(weights=str(weights / "pnet.lz4")),
                                           StageRNet(weights=str(weights / "rnet.lz4")),
@@ -81,6 +89,51 @@ def load():
                                   f"--detector=haar.") from None
             LOADS += 1
     return _detector
+
+
+NMS_BLOCK_ENTRIES = 4_000_000  # IoU values held at once by _blocked_nms (32 MB each array)
+
+
+def _iou_rows(boxes, rows, method):
+    """IoU (mtcnn's arithmetic) of the boxes `rows` (float [R, 4]) with `boxes` [N, 4]:
+    float [R, N]."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_rows = (rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1])
+    height = np.maximum(0, np.minimum(rows[:, None, 2], boxes[None, :, 2])
+                        - np.maximum(rows[:, None, 0], boxes[None, :, 0]))
+    width = np.maximum(0, np.minimum(rows[:, None, 3], boxes[None, :, 3])
+                       - np.maximum(rows[:, None, 1], boxes[None, :, 1]))
+    inter = height * width
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "union":
+            return inter / (area_rows[:, None] + area[None, :] - inter)
+        return inter / np.minimum(area_rows[:, None], area[None, :])
+
+
+def _blocked_nms(bboxes, threshold, column_image_id=0, columns_bbox=slice(1, 5, None),
+                 column_confidence=5, method="union", initial_sort=True):
+    """mtcnn.utils.bboxes.smart_nms_from_bboxes, same arguments and result, in blocks.
+
+    mtcnn keeps a box when no box before it (in confidence order) overlaps it by more
+    than `threshold`, suppressed or not; so does this, comparing a block of boxes with
+    those before it at a time instead of building the whole N x N matrix.
+    """
+    if initial_sort:
+        order = np.argsort(bboxes[:, column_confidence])[::-1]
+        bboxes = bboxes[order]
+    result = []
+    for image_id in np.unique(bboxes[:, 0]):
+        target = bboxes[bboxes[:, column_image_id] == image_id]
+        boxes = np.asarray(target[:, columns_bbox], np.float64)
+        keep = np.ones(len(boxes), bool)
+        step = max(1, NMS_BLOCK_ENTRIES // max(1, len(boxes)))
+        for start in range(0, len(boxes), step):
+            stop = min(len(boxes), start + step)
+            iou = _iou_rows(boxes[:stop], boxes[start:stop], method)  # [block, stop]
+            before = np.arange(stop)[None, :] < np.arange(start, stop)[:, None]
+            keep[start:stop] = ~((iou > threshold) & before).any(axis=1)
+        result.append(target[keep])
+    return np.concatenate(result, axis=0) if result else np.empty((0, 6))
 
 
 def detect(rgb, min_face=30):

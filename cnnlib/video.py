@@ -5,6 +5,7 @@ Offers, in call order:
                                           bytes, else its extension)
   open_video(source)                   -> an opened cv2.VideoCapture of a file or a webcam
                                           index; DataError in one sentence if it cannot be
+                                          (SizeError: frames over --max_pixels)
   process_video(capture, model, classes, ...) -> writes the annotated video, the CSV of
                                           faces and the expressions figure; a summary dict
   assign_faces(boxes, state, frame, max_gap) -> a face id for each box, following faces
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, calibration, faces, plots, records
+from cnnlib import atomic, calibration, decode, faces, plots, records
 from cnnlib.errors import DataError, RunError
 
 # Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
@@ -84,6 +85,12 @@ def open_video(source):
         raise DataError(f"OpenCV cannot open the video {path} (damaged, truncated or not a "
                         f"video format its FFmpeg reads): check that it plays, or convert "
                         f"it to MP4.")
+    try:  # the frame size its header states, before a frame is decoded
+        decode.check_pixels(f"The video {path}'s frame", int(capture.get(
+            cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    except DataError:
+        capture.release()
+        raise
     return capture
 
 
@@ -226,8 +233,9 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     if not ok or first is None:
         raise DataError(f"{name} has no frame OpenCV can read (empty or damaged): give a "
                         f"video with at least one frame.")
-    first = _as_bgr(first)
     height, width = first.shape[:2]
+    decode.check_pixels(f"{name}'s frame", width, height)  # a webcam states no size first
+    first = _as_bgr(first)
     rate = _frame_rate(capture)
     out_dir = Path(out_dir)
     stem = Path(name).stem or "video"
