@@ -77,6 +77,8 @@ def run(params, extra_callbacks=(), explicit=()):
         data = cnn_data.prepare_data(params, standin_dir=cnn_params.DATA_DIR)
         cluster.same_data(setup, cluster.data_fingerprint(
             data.train_images, data.train_labels, data.val_images, data.val_labels))
+        cluster.check_batches(setup, params["batch_size"], {
+            "training": len(data.train_labels), "validation": len(data.val_labels)})
         params = {**params, "classes": data.classes, "aliases": data.aliases}  # "auto" resolved
         class_map = finetune.map_classes(source.classes, data.classes,
                                          data.aliases) if source else None

@@ -5,6 +5,9 @@ Offers, in the order a run calls them:
                                    TensorFlow's first operation
   DeviceSetup                   the devices and strategy of a run (a dataclass)
   read_tf_config(text)          -> (cluster, task) of a TF_CONFIG, checked
+  check_own_address(address)    raises ConfigError when this task's port cannot be used
+  check_batches(setup, batch_size, counts) raises DataError for a set smaller than one
+                                global batch
   leading(setup)                the whole run on every worker: a chief that stops
                                 tells waiting workers, a worker waits for the chief's end
   from_chief(setup, value)      -> the chief's `value` (JSON-able) on every worker
@@ -57,7 +60,12 @@ class DeviceSetup:
 
 
 def read_tf_config(text):
-    """Return (cluster, task) of the TF_CONFIG JSON `text`; ConfigError if it is unusable."""
+    """Return (cluster, task) of the TF_CONFIG JSON `text`; ConfigError if it is unusable.
+
+    Checked here, before TensorFlow reads it (its own errors are tracebacks or hangs):
+    the JSON, chief and worker lists of distinct host:port addresses with ports from 1
+    to 65535, and a task that names one of them.
+    """
     example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                '"task": {"type": "worker", "index": 0}}')
     if not text:
@@ -67,14 +75,72 @@ def read_tf_config(text):
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
-        kind, index = task["type"], int(task["index"])
-        addresses = cluster[kind][index]
-        if set(cluster) - {"chief", "worker"} or not isinstance(addresses, str):
+        if not isinstance(cluster, dict) or not isinstance(task, dict):
+            raise ValueError("cluster and task must be objects")
+        if set(cluster) - {"chief", "worker"} or not cluster:
             raise ValueError("only chief and worker tasks")
-    except (ValueError, KeyError, TypeError, IndexError) as error:
+        for kind, addresses in cluster.items():
+            if not isinstance(addresses, list) or not addresses:
+                raise ValueError(f"{kind} must be a list of host:port addresses")
+            for address in addresses:
+                _check_address(address)
+        every = [a for addresses in cluster.values() for a in addresses]
+        if len(set(every)) < len(every):
+            raise ValueError("an address is given twice")
+        kind, index = task["type"], task["index"]
+        if kind not in cluster or isinstance(index, bool) or not isinstance(index, int) \
+                or not 0 <= index < len(cluster[kind]):
+            raise ValueError(f"task {kind} {index} is not in the cluster")
+    except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"TF_CONFIG is not a usable cluster ({error}): write it as "
                           f"TF_CONFIG='{example}'.") from None
     return cluster, {"type": kind, "index": index}
+
+
+def _check_address(address):
+    """Raise ValueError unless `address` is "host:port" with a port from 1 to 65535."""
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not host:port with a port from 1 to 65535")
+
+
+def check_own_address(address):
+    """Raise ConfigError when this task's `address` ("host:port" of TF_CONFIG) cannot be
+    listened on here: its host does not resolve, or its port is in use."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        family = socket.getaddrinfo(host.strip("[]"), int(port))[0][0]
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigError(f"This task's address {address} in TF_CONFIG does not resolve "
+                          f"({error.strerror or error}): give this machine's name or IP "
+                          f"address.") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("", int(port)))
+        except OSError as error:
+            raise ConfigError(f"Port {port} of this task's address {address} in TF_CONFIG "
+                              f"cannot be listened on ({error.strerror or error}): stop "
+                              f"what uses it, or give this task another port.") from None
+
+
+def check_batches(setup, batch_size, counts):
+    """Raise DataError when a set of `counts` ({name: images}) is smaller than one global
+    batch of `setup` (--batch_size x replicas): a replica would get no image, and
+    TensorFlow fails in the middle of training."""
+    replicas = setup.replicas if setup is not None else 1
+    if replicas < 2:
+        return
+    step = batch_size * replicas
+    for name, count in counts.items():
+        if count < step:
+            # Every worker has the chief's data and replicas, so each raises this same
+            # error now: the chief waits for no one to hear why it stopped.
+            setup.workers_wait = False
+            raise DataError(f"The {name} set has {count} image(s), fewer than one global "
+                            f"batch of {step} (--batch_size={batch_size} x {replicas} "
+                            f"replicas): lower --batch_size or --cpu_devices, or add images.")
 
 
 def start(distribute="none", device="auto", cpu_devices=1):
@@ -89,6 +155,7 @@ def start(distribute="none", device="auto", cpu_devices=1):
     setup = DeviceSetup(kind=distribute)
     if distribute == "multiworker":
         cluster, task = read_tf_config(os.environ.get("TF_CONFIG"))
+        check_own_address(cluster[task["type"]][task["index"]])
         order = [(t, i) for t in ("chief", "worker") for i in range(len(cluster.get(t, [])))]
         setup.worker, setup.workers = order.index((task["type"], task["index"])), len(order)
         setup.chief = setup.worker == 0
