@@ -360,9 +360,11 @@ def main(argv=None):
                 else:
                     score_images_and_faces(model, model_path, target, trained, params)
     except UserError as error:
+        runs.remove_empty_made()  # an output folder never written to
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. a model's folder the user may not write to
+        runs.remove_empty_made()
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     return 0

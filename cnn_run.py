@@ -239,9 +239,11 @@ def main(argv=None):
                                      f"(and --runs_dir, --device, --distribute, --cpu_devices).")
         run(params, explicit=finetune.explicit_names(argv, params.get("config_values")))
     except UserError as error:
+        runs.remove_empty_made()  # an output folder never written to
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the disk: permissions, space, a path that vanished
+        runs.remove_empty_made()
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

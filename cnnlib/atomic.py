@@ -9,14 +9,20 @@ Offers:
   copy_file(source, path)  a copy of `source` at `path`, atomically
 
 The temporary name starts with "." and keeps the suffix (Keras and matplotlib pick
-the format from it), so it is never mistaken for a finished file.
+the format from it), so it is never mistaken for a finished file; where the target's
+name is near the file system's 255 bytes, a short hash of it stands in, so a name
+that fits never fails for our longer one. An error on the temporary file is raised
+naming the target: the user's path, never ours.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
+
+NAME_MAX = 255  # bytes in one name, on the usual file systems (ext4, xfs, btrfs, APFS)
 
 
 def _sync(path):
@@ -33,16 +39,21 @@ def writing(path):
     """
     path = Path(path)
     partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    if len(os.fsencode(partial.name)) > NAME_MAX:  # the user's name fits: ours must too
+        digest = hashlib.sha1(os.fsencode(path.name)).hexdigest()[:12]
+        partial = path.with_name(f".{digest}.partial-{os.getpid()}{path.suffix[:32]}")
     try:
         yield partial
         _sync(partial)
         os.replace(partial, path)
     except OSError as error:
-        if error.filename == str(partial):
+        if error.filename in (str(partial), partial) or error.filename is None:
             error.filename = str(path)  # the user's name for it, not our temporary one
+        if error.filename2 in (str(partial), partial):
+            error.filename2 = None
         raise
     finally:
-        if partial.exists():
+        with contextlib.suppress(OSError):  # never hide the error above with our own
             partial.unlink()
 
 

@@ -12,6 +12,8 @@ Offers:
 Anything else that escapes is a bug in the suite and keeps its traceback.
 """
 
+import errno
+
 
 class UserError(Exception):
     """Something the user gave cannot be used; the message names it and what to do."""
@@ -37,8 +39,27 @@ class RunError(UserError):
     """A run folder cannot be written, resumed or trusted."""
 
 
+# What to do about an OSError, by its errno: the cure the sentence ends with.
+_CURES = {
+    errno.ENAMETOOLONG: "a name in that path is longer than the file system allows (255 "
+                        "bytes a name): give a shorter name",
+    errno.EROFS: "that file system is read-only: give a folder you may write to",
+    errno.EACCES: "you may not use that path: give a folder you may write to, or change "
+                  "its permissions",
+    errno.EPERM: "you may not use that path: give a folder you may write to, or change "
+                 "its permissions",
+    errno.ENOSPC: "the disk is full: free some space, or write somewhere else",
+    errno.EDQUOT: "your disk quota is used up: free some space, or write somewhere else",
+    errno.ENOENT: "it does not exist (or vanished): check the path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder, not a file: give a file",
+}
+
+
 def os_error_sentence(error):
-    """One sentence for an OSError met on disk (permissions, space, a vanished path)."""
+    """One sentence for an OSError met on disk: the user's path, what went wrong, and
+    the cure (a name too long, a read-only folder, a full disk, a vanished path...)."""
     where = error.filename or "a file"
-    return (f"Cannot use {where}: {error.strerror or error}; check that it exists, that "
-            f"you may write there, and that the disk has room.")
+    cure = _CURES.get(error.errno, "check that it exists, that you may write there, and "
+                                   "that the disk has room")
+    return f"Cannot use {where} ({error.strerror or error}): {cure}."

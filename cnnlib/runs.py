@@ -9,6 +9,9 @@ Offers:
   new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
+  remove_empty_made()              removes the folders the two above (and the files
+                                      claim_path) made that are still empty; the scripts
+                                      call it when they stop on an error
   write_json(path, data) / read_json(path, what)
   write_history(path, rows)        -> history.csv from a list of per-epoch dicts
   read_history(path)               -> {column: [values]} from a history CSV
@@ -109,6 +112,24 @@ def check_runs_dir(runs_dir, data_dir=None):
                        f"give a writable folder with --runs_dir.") from None
 
 
+_made = []  # folders and claimed files this process made, newest last
+
+
+def remove_empty_made():
+    """Remove what new_run_dir, new_output_dir and claim_path made in this process and
+    nothing was written into (an empty folder, a claimed file of 0 bytes): a command that
+    stopped on an error leaves nothing behind."""
+    while _made:
+        made = _made.pop()
+        try:
+            if made.is_dir():
+                made.rmdir()  # only an empty folder: never anything written into it
+            elif made.stat().st_size == 0:
+                made.unlink()
+        except OSError:
+            pass
+
+
 def new_run_dir(runs_dir, tag):
     """Create and return a new folder `<runs_dir>/<YYYYmmdd-HHMMSS>-<tag>`.
 
@@ -122,6 +143,7 @@ def new_run_dir(runs_dir, tag):
         run_dir = runs_dir / (stem if counter == 0 else f"{stem}-{counter}")
         try:
             run_dir.mkdir()
+            _made.append(run_dir)
             return run_dir
         except FileExistsError:
             continue
@@ -138,8 +160,10 @@ def new_output_dir(parent, prefix):
     stem = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
     for counter in range(1000):
         folder = parent / (stem if counter == 0 else f"{stem}-{counter}")
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
         try:
             folder.mkdir(parents=True)
+            _made.extend(reversed(missing))  # the outer ones first: removed last
             return folder
         except FileExistsError:
             continue
@@ -275,6 +299,7 @@ def claim_path(path):
             f"{path.stem}-{counter}{path.suffix}")
         try:
             os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            _made.append(candidate)
             return candidate
         except FileExistsError:
             continue
