@@ -25,10 +25,13 @@ operating system shares and can drop and read back, instead of a decompressed
 copy beside a TensorFlow copy. An entry is trusted only when its stored key
 matches (a changed file, size, channel count or library version makes it
 rebuild) and its images' CRC-32 matches (a damaged file is rebuilt too).
+Two processes that need the same missing entry never both decode: the second waits
+on the entry's lock file (`.<name>-<key>.lock`, cnnlib.locks) and maps the first's.
 The cache lives in its own folder (CACHE_DIR, git-ignored) and holds only what
 the suite computed; deleting it is always safe.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic
+from cnnlib import atomic, locks
 
 # Bump when the preprocessing code changes what a file decodes to, or the format.
 CACHE_VERSION = 2
@@ -181,14 +184,38 @@ def load_cached(paths, size, channels, cache_dir, loader, tag="", key=None):
     """
     key = key or cache_key(paths, size, channels, tag)
     cached = read_entry(cache_dir, "images", key)
-    if cached is not None:
-        images, small = cached
-        skipped = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
-        for _, reason in skipped:  # the same warnings as a fresh load
-            warnings.warn(f"Skipped {reason}", stacklevel=2)
-        return images, small["kept"], skipped
-    images, kept, skipped = loader(paths, size, channels)
-    images = write_entry(cache_dir, "images", key, images, kept=kept,
-                         skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
-                         skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
-    return images, kept, skipped
+    if cached is None:
+        # Another process decoding the same files: wait for it, then map its entry.
+        with _entry_lock(cache_dir, "images", key, len(paths)):
+            cached = read_entry(cache_dir, "images", key)
+            if cached is None:
+                images, kept, skipped = loader(paths, size, channels)
+                images = write_entry(
+                    cache_dir, "images", key, images, kept=kept,
+                    skipped_paths=np.asarray([p for p, _ in skipped], dtype=str),
+                    skipped_reasons=np.asarray([r for _, r in skipped], dtype=str))
+                return images, kept, skipped
+    images, small = cached
+    skipped = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
+    for _, reason in skipped:  # the same warnings as a fresh load
+        warnings.warn(f"Skipped {reason}", stacklevel=2)
+    return images, small["kept"], skipped
+
+
+@contextlib.contextmanager
+def _entry_lock(cache_dir, name, key, count):
+    """Hold the entry's lock file (hidden, in the cache folder) while it is computed;
+    a cache folder that cannot be written is no reason to stop, so then no lock."""
+    stem = _paths(cache_dir, name, key)[0].stem
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        context = locks.waiting(Path(cache_dir) / f".{stem}.lock",
+                                f"decoding the same {count} images into the cache {cache_dir}")
+        context.__enter__()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        context.__exit__(None, None, None)

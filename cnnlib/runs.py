@@ -6,7 +6,9 @@ Offers:
   check_folders(runs_dir, data_dir, cache_dir, test_dir) raises a UserError for any of
                                       a run's folders that cannot serve
   resumed_params(resume, params, here, check_values) -> (saved params, run folder)
-  new_run_dir(runs_dir, tag)       -> Path of a new, empty folder runs/<time>-<tag>
+  hold_run(run_dir)                locks a run folder for this process (RunError naming
+                                   the process that holds it already)
+  new_run_dir(runs_dir, tag)       -> Path of a new folder runs/<time>-<tag>, held
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
   remove_empty_made()              removes the folders the two above (and the files
@@ -36,11 +38,12 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from cnnlib import atomic
+from cnnlib import atomic, locks
 from cnnlib.errors import DataError, RunError, UserError
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
+RUN_LOCK = ".run.lock"      # in a run folder: held by the process that trains in it
 
 
 def check_outside(name, folder, data_dir):
@@ -76,6 +79,7 @@ def resumed_params(resume, params, here, check_values):
     then `here` (what may differ: where runs live, the devices), checked with
     `check_values`. Raises RunError for a run that cannot go on."""
     run_dir = find_run(resume, params["runs_dir"])
+    hold_run(run_dir)  # before anything is read: one process trains in a run at a time
     saved = read_json(run_dir / "params.json", "run's parameters")
     if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
         raise RunError(f"{run_dir / 'params.json'} is not the parameters of a run: it "
@@ -89,6 +93,12 @@ def resumed_params(resume, params, here, check_values):
     print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
           f"in its params.json.")
     return params, run_dir
+
+
+def hold_run(run_dir):
+    """Lock `run_dir` for this process until it ends (cnnlib.locks): a second process
+    that would train in it stops with RunError naming this one."""
+    return locks.hold(Path(run_dir) / RUN_LOCK, f"The run folder {run_dir}")
 
 
 def check_runs_dir(runs_dir, data_dir=None):
@@ -123,6 +133,9 @@ def remove_empty_made():
         made = _made.pop()
         try:
             if made.is_dir():
+                if [p.name for p in made.iterdir()] == [RUN_LOCK]:  # our own lock, only
+                    release_runs()
+                    (made / RUN_LOCK).unlink()
                 made.rmdir()  # only an empty folder: never anything written into it
             elif made.stat().st_size == 0:
                 made.unlink()
@@ -144,9 +157,10 @@ def new_run_dir(runs_dir, tag):
         try:
             run_dir.mkdir()
             _made.append(run_dir)
-            return run_dir
         except FileExistsError:
             continue
+        hold_run(run_dir)
+        return run_dir
     raise RunError(f"Could not create a new run folder in {runs_dir}: 1000 runs started "
                    f"in one second?")
 

@@ -3,6 +3,8 @@
 Offers, in call order:
   ensure_standin(data_dir, classes, train_counts, validation_total, seed)
                                   -> True when it generated the set, False if present
+                                     (another process generating it is waited for)
+  lock_path(data_dir)             -> the hidden lock file beside `data_dir`
   is_standin(data_dir)            -> True for a generated stand-in
   validation_counts(train_counts, total) -> validation images per class
   generate_standin(folder, class_names, train_counts, validation_total, seed, workers)
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic
+from cnnlib import atomic, locks
 from cnnlib.errors import ConfigError
 from cnnlib.standin_faces import draw_face
 
@@ -50,6 +52,23 @@ def ensure_standin(data_dir, classes, train_counts, validation_total, seed):
     data_dir = Path(data_dir)
     if data_dir.exists():
         return False
+    # Two first runs at once: one generates, the other waits for it and reuses the set.
+    with locks.waiting(lock_path(data_dir), f"generating the stand-in in {data_dir}"):
+        if data_dir.exists():
+            print(f"Using the stand-in that another process generated in {data_dir}.",
+                  flush=True)
+            return False
+        return _generate_once(data_dir, classes, train_counts, validation_total, seed)
+
+
+def lock_path(data_dir):
+    """The lock file that guards generating the stand-in in `data_dir`: hidden, beside it."""
+    data_dir = Path(data_dir)
+    return data_dir.parent / f".{data_dir.name}.lock"
+
+
+def _generate_once(data_dir, classes, train_counts, validation_total, seed):
+    """ensure_standin's work, under its lock: generate the set and say so. Returns True."""
     if list(classes) == ["auto"]:  # the stand-in's own classes: the report's
         if len(train_counts) != len(STANDIN_CLASSES):
             raise ConfigError(f"--classes=auto with the stand-in takes its {len(STANDIN_CLASSES)} "
