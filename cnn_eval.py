@@ -76,6 +76,7 @@ import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
 from cnnlib import cache, config, files, layouts, metrics, records  # noqa: E402
 from cnnlib import calibration, decode, export, face_settings, runs, server, video  # noqa: E402
+from cnnlib import stored_info  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
 from cnnlib.scoring import score_images_and_faces, score_video  # noqa: E402
 
@@ -149,9 +150,10 @@ def trained_params(model_path, model, defaults):
                 info = runs.read_json(folder / "params.json", "run's parameters")
                 source = str(folder / "params.json")
                 break
-    params = {**defaults, **{k: v for k, v in (info or {}).items()
-                             if k in ("classes", "aliases", "image_size", "channels",
-                                      "crop_faces", "face_margin")}}
+    params = {**defaults, **config.check_saved(  # a params.json is checked here
+        {k: v for k, v in (info or {}).items() if k in (
+            "classes", "aliases", "image_size", "channels", "crop_faces", "face_margin")},
+        defaults, source)}
     params["trained_faces"] = {k: v for k, v in (info or {}).items()
                                if k in face_settings.RECORDED}
     shape_in, shape_out = model.input_shape, model.output_shape
@@ -165,6 +167,9 @@ def trained_params(model_path, model, defaults):
     except config.ConfigError:
         raise ModelError(f"The classes saved with {model_path} ({source}) are damaged: give "
                          f"them in order with --classes=a,b,c...") from None
+    stored_info.check_matches(info, source.replace("inside", f"{stored_info.INFO_FILE} inside"),
+                              image_size=shape_in[1], channels=shape_in[3],
+                              outputs=shape_out[-1])
     outputs = shape_out[-1]
     if outputs != len(params["classes"]):
         where = source if info is not None else "--classes (no params.json beside the model)"

@@ -42,7 +42,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from cnnlib import atomic, checkpoints, cluster, multiworker, runs
+from cnnlib import atomic, checkpoints, cluster, multiworker, runs, stored_info
 from cnnlib.errors import ModelError, RunError
 from cnnlib.layer_table import check_layer_table
 from cnnlib.precision import PRECISIONS, compile_in_precision, with_precision
@@ -341,12 +341,6 @@ def load_model(path):
 
 
 def model_info(path):
-    """Return the info saved inside the .keras file `path`, or None if it has none."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if INFO_FILE not in archive.namelist():
-                return None
-            info = json.loads(archive.read(INFO_FILE))
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
+    """Return the info saved inside the .keras file `path` (checked: ModelError names a
+    bad key), or None if it has none."""
+    return stored_info.read_info(path)

@@ -53,8 +53,16 @@ def run(params, extra_callbacks=(), explicit=()):
     Under --distribute=multiworker every worker runs this same code; only the
     chief resolves --resume and writes, and a worker returns None. With INIT_FROM
     the model starts from a saved one; `explicit` names the parameters the user set,
-    which must not contradict it.
+    which must not contradict it. The run folder is locked while it trains.
     """
+    try:
+        return _run(params, extra_callbacks, explicit)
+    finally:
+        runs.release_runs()  # another process may now resume the run
+
+
+def _run(params, extra_callbacks, explicit):
+    """run()'s work, while this process holds its run folder."""
     import tensorflow as tf
 
     # Parameters. The devices come first, before TensorFlow starts.

@@ -5,6 +5,7 @@ Modules, roughly in the order a run uses them:
   errors          UserError and its kinds: one sentence for a user's mistake
   config          `--name=value` overrides and configuration files, type-checked
   atomic          files written whole or not at all (temporary name, then rename)
+  locks           locks between processes (flock) that die with their holder
   run_params      from a run's parameters to the values the library's calls take
   devices         the devices a run trains on, chosen before TensorFlow starts
   cluster         the strategy and the workers of a cluster kept in step (DeviceSetup)
@@ -39,6 +40,7 @@ Modules, roughly in the order a run uses them:
   intervals       Wilson and bootstrap intervals, paired comparison of two models
   compare         `python -m cnnlib.compare A B`: two runs' or prediction files' comparison
   calibration     calibration error, reliability diagrams, temperature scaling
+  stored_info     what a saved model carries inside its file, read back checked
   near_duplicates perceptual hashes and near-duplicate groups across sets
   subject_split   a training/validation split that keeps each subject on one side
   export          --export: saved_model, ONNX and TFLite files, verified against Keras

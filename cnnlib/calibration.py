@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic
+from cnnlib import atomic, stored_info
 
 BINS = 15                    # Guo et al.'s choice; more bins make a small set's ECE noisy
 TEMPERATURE_RANGE = (0.05, 20.0)  # T outside this means a broken model, not calibration
@@ -234,15 +234,11 @@ def store_calibration(model_path, calibration):
 
 
 def read_temperature(model_path):
-    """Return the temperature stored in the .keras file `model_path`, or None if none is."""
-    try:
-        with zipfile.ZipFile(model_path) as archive:
-            record = _read_info(archive).get(INFO_KEY)
-    except (OSError, zipfile.BadZipFile, ValueError):
-        return None
-    temperature = record.get("temperature") if isinstance(record, dict) else None
-    return float(temperature) if isinstance(temperature, (int, float)) and temperature > 0 \
-        else None
+    """Return the temperature stored in the .keras file `model_path`, or None if none is.
+
+    ModelError (cnnlib.stored_info) for one that is not a finite number in (0, 100]."""
+    record = (stored_info.read_info(model_path) or {}).get(INFO_KEY)
+    return float(record["temperature"]) if record else None
 
 
 class Calibrated:

@@ -4,10 +4,12 @@ Offers:
   defaults(module)                  -> {lower-case name: value} of the module's UPPER_CASE values
   parse_args(argv, defaults, ...)   -> (params, positional arguments)
   read_config_file(path, defaults)  -> {name: value} set by a configuration file
-  check_values(params)              raises ConfigError for a value outside its range
+  check_saved(values, defaults, source, extra) -> values read back from a file, checked
+                                    like --name=value (ConfigError names file and key)
+  check_values(params, source)      raises ConfigError for a value outside its range
 
 A configuration file (nanoGPT's config/*.py) is plain Python that assigns some of
-the UPPER_CASE names of cnn_params.py; `--name=value` on the command line then
+the UPPER_CASE names of cnn_params.py, read without running it; `--name=value` on the command line then
 overrides both. `--name=value` sets `name` (the lower-case form of a parameter).
 The value must fit the default's type: int, float (an int is fine), bool
 (true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]');
@@ -15,6 +17,7 @@ a list of names may also be written with commas (--classes=anger,fear, --classes
 """
 
 import ast
+import copy
 import json
 import math
 from pathlib import Path
@@ -78,25 +81,151 @@ def _fits_type(value, default):
         isinstance(value, bool) and not isinstance(default, bool))
 
 
-def _assigned_names(targets):
-    """The names that assignment targets bind, through tuples and lists (A, B = 1, 2)."""
-    for target in targets:
-        if isinstance(target, ast.Name):
-            yield target.id
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            yield from _assigned_names(target.elts)
-        elif isinstance(target, ast.Starred):
-            yield from _assigned_names([target.value])
+def _finite(value):
+    """True when every number in `value` (lists and dicts searched) is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+          list: "a list", dict: "a dict"}
+
+
+def check_saved(values, defaults, source, extra=()):
+    """Return `values` read back from a file, checked like `--name=value`.
+
+    Every key must be a parameter of `defaults` (or in `extra`), of its default's
+    type (an int may stand for a float, and becomes one), with every number finite
+    (JSON's NaN and Infinity included), and within check_values' range. `source`
+    names the file in the one-sentence ConfigError, which also names the key.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} is damaged: it should hold a JSON object of "
+                          f"parameters, not {type(values).__name__}.")
+    checked = {}
+    for key, value in values.items():
+        if key in extra:
+            checked[key] = value
+            continue
+        if key not in defaults:
+            raise ConfigError(f"{source}: {key} is not a parameter of cnn_params.py; the "
+                              f"file was changed by hand or by another version.")
+        default = defaults[key]
+        if not _fits_type(value, default):
+            kind = _KINDS.get(type(default), type(default).__name__)
+            raise ConfigError(f"{source}: {key} = {value!r} should be {kind}.")
+        if not _finite(value):
+            raise ConfigError(f"{source}: {key} = {value!r} is not a finite number.")
+        checked[key] = float(value) if isinstance(default, float) else value
+    check_values(checked, source)
+    return checked
+
+
+# What each statement of a configuration file that is not NAME = value would be called.
+_STATEMENTS = {ast.If: "an if block", ast.Try: "a try block", ast.For: "a for loop",
+               ast.While: "a while loop", ast.With: "a with block",
+               ast.FunctionDef: "a function", ast.AsyncFunctionDef: "a function",
+               ast.ClassDef: "a class", ast.Import: "an import", ast.ImportFrom: "an import",
+               ast.Delete: "a del statement", ast.Expr: "an expression on its own",
+               ast.Global: "a global statement", ast.Pass: "a pass statement",
+               ast.Assert: "an assert", ast.Raise: "a raise", ast.Match: "a match block"}
+_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+              ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+              ast.Pow: lambda a, b: a ** b}
+
+
+class _NotStatic(Exception):
+    """A value of a configuration file that cannot be worked out without running it."""
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _static_value(node, names):
+    """The value of the expression `node`, worked out without running anything.
+
+    Literals, lists, tuples, dicts (with **), names the file set above, unary minus
+    and arithmetic on numbers (and + on lists and strings). Raises _NotStatic.
+    """
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = []
+        for element in node.elts:
+            if isinstance(element, ast.Starred):
+                inner = _static_value(element.value, names)
+                if not isinstance(inner, (list, tuple)):
+                    raise _NotStatic("* of something that is not a list")
+                items.extend(inner)
+            else:
+                items.append(_static_value(element, names))
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict):
+        result = {}
+        for key, value in zip(node.keys, node.values):
+            if key is None:  # {**_BLOCK, ...}
+                inner = _static_value(value, names)
+                if not isinstance(inner, dict):
+                    raise _NotStatic("** of something that is not a dict")
+                result.update(inner)
+            else:
+                result[_static_value(key, names)] = _static_value(value, names)
+        return result
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise _NotStatic(f"{node.id} is not set above it in the file")
+        return copy.deepcopy(names[node.id])
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _static_value(node.operand, names)
+        if not _is_number(value):
+            raise _NotStatic("a sign before something that is not a number")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _static_value(node.left, names), _static_value(node.right, names)
+        numbers = _is_number(left) and _is_number(right)
+        joined = (isinstance(node.op, ast.Add) and type(left) is type(right)
+                  and isinstance(left, (list, str)))
+        if not (numbers or joined):
+            raise _NotStatic("arithmetic on something that is not a number")
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise _NotStatic("a power above 64")
+        try:
+            return _OPERATORS[type(node.op)](left, right)
+        except (ArithmeticError, ValueError) as error:
+            raise _NotStatic(str(error)) from None
+    kind = {ast.Call: "a call", ast.Attribute: "an attribute", ast.Subscript: "an item",
+            ast.Compare: "a comparison", ast.IfExp: "an if expression"}.get(
+        type(node), type(node).__name__)
+    raise _NotStatic(f"{kind} is more than a written-out value")
+
+
+def _refuse(path, node, what, cure):
+    return ConfigError(f"{path}, line {node.lineno}: {what} cannot be applied safely; "
+                       f"{cure}.")
+
+
+_ONLY = ("a configuration file holds only a docstring, comments and NAME = value lines, "
+         "so set the value on a line of its own (or give --name=value)")
 
 
 def read_config_file(path, defaults):
     """Return {lower-case name: value} of the UPPER_CASE names a configuration file sets.
 
-    The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`), run in a
-    namespace of its own; names starting with "_" are its own helpers, any other
-    name it assigns must be a parameter. Raises ConfigError naming the file and
-    line for a name that is not a parameter, a value of the wrong type, or a file
-    that is missing or does not run.
+    The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`) but is never run:
+    it may hold only a docstring, comments and top-level `NAME = value` lines, whose
+    values are worked out from what is written (literals, names set above it,
+    arithmetic, `{**_BLOCK, ...}`). Names starting with "_" are its own helpers; any
+    other name must be a parameter. Anything else (an `if` or `try` block, a loop, a
+    function, an import, `+=`, unpacking, a call) is refused, never partly ignored:
+    ConfigError names the file and the line, as it does for an unknown name, a value
+    of the wrong type, range, or a number that is not finite, and a missing file.
     """
     path = Path(path)
     if not path.is_file():
@@ -109,35 +238,50 @@ def read_config_file(path, defaults):
                           f"({error.msg}).") from None
     except (ValueError, OSError) as error:  # NUL bytes, unreadable
         raise ConfigError(f"{path} cannot be read as Python ({error}).") from None
-    lines = {}
+    names, lines = {}, {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
-        for name in _assigned_names(targets):
-            if name.startswith("_"):
-                continue  # a _PRIVATE name is the file's own helper
-            if not name.isupper() or name.lower() not in defaults:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            continue  # the docstring, or a string used as a comment
+        if isinstance(node, ast.AugAssign):
+            raise _refuse(path, node, "an augmented assignment (+= and the like)",
+                          "write the whole value once, NAME = value")
+        if isinstance(node, ast.AnnAssign):
+            if node.value is None:
+                raise _refuse(path, node, "an annotation without a value",
+                              "give the name a value, NAME = value")
+            targets = [node.target]
+        elif isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            what = _STATEMENTS.get(type(node), f"a {type(node).__name__} statement")
+            raise _refuse(path, node, what, _ONLY)
+        for target in targets:
+            if not isinstance(target, ast.Name):
+                raise _refuse(path, node, "an assignment to something other than a plain "
+                              "name (unpacking, an item or an attribute)",
+                              "write one NAME = value line for each parameter")
+            name = target.id
+            if not name.startswith("_") and (not name.isupper()
+                                              or name.lower() not in defaults):
                 hint = (f"write it as {name.upper()}" if name.lower() in defaults
                         else "check its spelling, or start a helper's name with _")
                 raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
                                   f"of cnn_params.py; {hint}.")
-            lines.setdefault(name, node.lineno)
-    namespace = {}
-    try:
-        exec(compile(tree, str(path), "exec"), namespace)  # noqa: S102 - the user's own file
-    except Exception as error:
-        raise ConfigError(f"{path} does not run: {type(error).__name__}: {error}.") from None
+        try:
+            value = _static_value(node.value, names)
+        except _NotStatic as reason:
+            raise _refuse(path, node, f"the value of {targets[0].id} ({reason})",
+                          "write the value out (a number, a string, a list or a dict)"
+                          ) from None
+        for target in targets:
+            names[target.id] = value
+            if not target.id.startswith("_"):
+                lines[target.id] = node.lineno
     values = {}
     for name, line in lines.items():
-        if name not in namespace:  # annotated only, or deleted again
-            raise ConfigError(f"{path}, line {line}: {name} is named but has no value at the "
-                              f"end of the file; give it one (e.g. {name} = ...).")
-        key, value = name.lower(), namespace[name]
-        if not _fits_type(value, defaults[key]):
-            raise ConfigError(f"{path}, line {line}: {name} = {value!r} should be a "
-                              f"{type(defaults[key]).__name__}, like its default "
-                              f"{defaults[key]!r}.")
-        values[key] = float(value) if isinstance(defaults[key], float) else value
+        key = name.lower()
+        values.update(check_saved({key: names[name]}, defaults, f"{path}, line {line}"))
     return values
 
 
@@ -270,8 +414,15 @@ _RULES = {
 }
 
 
-def check_values(params):
-    """Raise ConfigError if a parameter's value is outside what it allows."""
+def check_values(params, source=None):
+    """Raise ConfigError if a parameter's value is outside what it allows.
+
+    The sentence names `--name=value`, or, given the `source` file it was read
+    from, the file and the key.
+    """
     for name, (allowed, text) in _RULES.items():
         if name in params and not allowed(params[name]):
+            if source:
+                raise ConfigError(f"{source}: {name} = {params[name]!r} is not allowed: it "
+                                  f"must be {text}.")
             raise ConfigError(f"--{name}={params[name]!r} is not allowed: it must be {text}.")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlib import stored_info
 from cnnlib.errors import ModelError
 from cnnlib.labels import normalise_label
 
@@ -97,6 +98,8 @@ def read_source(path, load_model, model_info):
             and isinstance(shape_out, tuple) and len(shape_out) == 2):
         raise ModelError(f"--init_from={path} is not an image classifier of this suite: give "
                          f"a .keras file that cnn_run.py wrote.")
+    stored_info.check_matches(info, f"{stored_info.INFO_FILE} inside {path}",
+                              image_size=shape_in[1], channels=shape_in[3])
     classes = info.get("classes")
     if not isinstance(classes, list) or len(classes) != shape_out[-1]:
         raise ModelError(f"--init_from={path} does not carry its class names inside: give a "

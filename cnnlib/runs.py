@@ -5,9 +5,11 @@ Offers:
   check_outside(name, folder, data_dir) raises RunError for a folder inside the data
   check_folders(runs_dir, data_dir, cache_dir, test_dir) raises a UserError for any of
                                       a run's folders that cannot serve
-  resumed_params(resume, params, here, check_values) -> (saved params, run folder)
+  resumed_params(resume, params, here, check_values) -> (saved params, run folder),
+                                      each value, state and model's info checked
   hold_run(run_dir)                locks a run folder for this process (RunError naming
                                    the process that holds it already)
+  release_runs()                   gives back the run folders this process holds
   new_run_dir(runs_dir, tag)       -> Path of a new folder runs/<time>-<tag>, held
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
@@ -20,6 +22,7 @@ Offers:
   read_history_rows(path)          -> [{column: value}] of a history CSV, one an epoch
   read_state(folder) / write_state(folder, **state)
                                    -> the run's state.json: epochs done, finished
+  check_state(state, path)         -> the state, or RunError naming the file and the key
   mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run
   latest_run(runs_dir)             -> Path of the latest run, or None
   claim_path(path)                 -> `path`, or `path` with -1, -2..., created at once
@@ -33,12 +36,13 @@ leaves each file whole: the old version or the new one.
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from cnnlib import atomic, locks
+from cnnlib import atomic, config, locks, stored_info
 from cnnlib.errors import DataError, RunError, UserError
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
@@ -84,21 +88,49 @@ def resumed_params(resume, params, here, check_values):
     if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
         raise RunError(f"{run_dir / 'params.json'} is not the parameters of a run: it "
                        f"cannot be resumed. Start a new run.")
-    params = {**params, **saved, "resume": str(run_dir), **here}
-    try:
+    try:  # checked like --name=value: known names, types, finite numbers, ranges
+        saved = config.check_saved(saved, params, run_dir / "params.json",
+                                   extra=("config_file", "config_values"))
+        params = {**params, **saved, "resume": str(run_dir), **here}
         check_values(params)
     except UserError as error:
-        raise RunError(f"{run_dir / 'params.json'} holds a value that is not allowed "
-                       f"({error}), so the run cannot be resumed.") from None
+        raise RunError(f"{str(error).rstrip('.')}; the run cannot be resumed.") from None
+    _check_run_files(run_dir, params)
     print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
           f"in its params.json.")
     return params, run_dir
 
 
+def _check_run_files(run_dir, params):
+    """Raise a UserError, before any data is loaded, for a state.json or a model's stored
+    info (cnnlib.stored_info) in `run_dir` that does not fit its `params`."""
+    for folder in (run_dir, run_dir / "no_dropout", run_dir / "dropout"):
+        state = read_state(folder)
+        if state is not None and state["epochs"] != params["epochs"]:
+            raise RunError(f"{folder / STATE_FILE}: epochs = {state['epochs']} does not match "
+                           f"the epochs ({params['epochs']}) of {run_dir / 'params.json'}; "
+                           f"the files were changed by hand, so start a new run.")
+        for model in sorted(m for m in folder.glob("*.keras") if not m.name.startswith(".")):
+            stored_info.check_matches(
+                stored_info.read_info(model), f"{stored_info.INFO_FILE} inside {model}",
+                **{key: params[key] for key in ("image_size", "channels", "classes")})
+
+
+_HELD_RUNS = []  # the run folders this process holds (hold_run), for release_runs
+
+
 def hold_run(run_dir):
     """Lock `run_dir` for this process until it ends (cnnlib.locks): a second process
     that would train in it stops with RunError naming this one."""
-    return locks.hold(Path(run_dir) / RUN_LOCK, f"The run folder {run_dir}")
+    path = locks.hold(Path(run_dir) / RUN_LOCK, f"The run folder {run_dir}")
+    _HELD_RUNS.append(path)
+    return path
+
+
+def release_runs():
+    """Give back every run folder this process holds: another process may resume them."""
+    while _HELD_RUNS:
+        locks.release(_HELD_RUNS.pop())
 
 
 def check_runs_dir(runs_dir, data_dir=None):
@@ -246,9 +278,40 @@ def read_state(folder):
     path = Path(folder) / STATE_FILE
     if not path.exists():
         return None
-    state = read_json(path, "run state")
-    if not isinstance(state, dict) or not isinstance(state.get("epochs_done"), int):
-        raise RunError(f"The run state {path} is damaged: it has no epochs_done.")
+    return check_state(read_json(path, "run state"), path)
+
+
+def _whole(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_state(state, path):
+    """Return `state` (read from the state.json `path`) when every value is sound.
+
+    epochs a whole number from 1 to 100,000; epochs_done one from 0 to epochs;
+    finished true or false; best_val_loss null or a finite number. Raises RunError,
+    one sentence naming the file and the key.
+    """
+    if not isinstance(state, dict):
+        raise RunError(f"The run state {path} is damaged: it is not a JSON object. Start a "
+                       f"new run.")
+    epochs = state.get("epochs")
+    rules = {"epochs": (_whole(epochs, 1, 100_000), "a whole number from 1 to 100000"),
+             "epochs_done": (_whole(state.get("epochs_done"), 0, epochs)
+                             if _whole(epochs, 1, 100_000) else True,
+                             f"a whole number from 0 to its epochs ({epochs})"),
+             "finished": (isinstance(state.get("finished"), bool), "true or false"),
+             "best_val_loss": (state.get("best_val_loss") is None or (
+                 isinstance(state["best_val_loss"], (int, float))
+                 and not isinstance(state["best_val_loss"], bool)
+                 and math.isfinite(state["best_val_loss"])), "null or a finite number")}
+    for key, (good, must) in rules.items():
+        if key not in state and key != "best_val_loss":
+            raise RunError(f"The run state {path} is damaged: it has no {key}. Start a new "
+                           f"run.")
+        if not good:
+            raise RunError(f"{path}: {key} = {state.get(key)!r} is not allowed: it must be "
+                           f"{must}; the file was changed by hand, so start a new run.")
     return state
 
 
