@@ -245,6 +245,8 @@ def main(argv=None):
             raise config.ConfigError(f"--resume goes on with the run's own saved parameters, so "
                                      f"{', '.join(given)} would be ignored: give only --resume "
                                      f"(and --runs_dir, --device, --distribute, --cpu_devices).")
+        if params["resume"] and params["distribute"] != "multiworker":
+            runs.hold_run(runs.find_run(params["resume"], params["runs_dir"]))  # busy? stop now
         run(params, explicit=finetune.explicit_names(argv, params.get("config_values")))
     except UserError as error:
         runs.remove_empty_made()  # an output folder never written to

@@ -81,15 +81,13 @@ def _fits_type(value, default):
         isinstance(value, bool) and not isinstance(default, bool))
 
 
-def _finite(value):
-    """True when every number in `value` (lists and dicts searched) is finite."""
+def _not_finite(value):
+    """The first number in `value` (lists and dicts searched) that is not finite, or None."""
     if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    return True
+        return None if math.isfinite(value) else value
+    inner = (value if isinstance(value, (list, tuple))
+             else value.values() if isinstance(value, dict) else ())
+    return next((bad for bad in map(_not_finite, inner) if bad is not None), None)
 
 
 _KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
@@ -119,8 +117,10 @@ def check_saved(values, defaults, source, extra=()):
         if not _fits_type(value, default):
             kind = _KINDS.get(type(default), type(default).__name__)
             raise ConfigError(f"{source}: {key} = {value!r} should be {kind}.")
-        if not _finite(value):
-            raise ConfigError(f"{source}: {key} = {value!r} is not a finite number.")
+        bad = _not_finite(value)
+        if bad is not None:
+            shown = f"= {value!r} is" if isinstance(value, float) else f"holds {bad!r},"
+            raise ConfigError(f"{source}: {key} {shown} not a finite number.")
         checked[key] = float(value) if isinstance(default, float) else value
     check_values(checked, source)
     return checked

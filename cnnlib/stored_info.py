@@ -37,7 +37,7 @@ def _check_layers(layers, path):
     if not all(isinstance(layer, dict) and isinstance(layer.get("type"), str)
                for layer in layers):
         raise ModelError(f"{_where(path, 'layers')}: each layer should be a dict with a "
-                         f"type; the file was changed by hand. Give a model cnn_run.py wrote.")
+                         f"type; the file was changed by hand, so give a model cnn_run.py wrote.")
 
 
 def _check_calibration(record, path):
@@ -103,5 +103,5 @@ def check_matches(info, source, **expected):
             continue
         if info.get(key) is not None and value is not None and info[key] != value:
             raise ModelError(f"{source}, key {key}: {info[key]!r} does not match the "
-                             f"model or its run ({value!r}); the file was changed by hand. "
-                             f"Give a model cnn_run.py wrote, or start a new run.")
+                             f"model or its run ({value!r}); the file was changed by hand, so "
+                             f"give a model cnn_run.py wrote, or start a new run.")
