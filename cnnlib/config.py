@@ -9,8 +9,9 @@ Offers:
   check_values(params, source)      raises ConfigError for a value outside its range
 
 A configuration file (nanoGPT's config/*.py) is plain Python that assigns some of
-the UPPER_CASE names of cnn_params.py, read without running it; `--name=value` on the command line then
-overrides both. `--name=value` sets `name` (the lower-case form of a parameter).
+the UPPER_CASE names of cnn_params.py, read without running it; `--name=value` on
+the command line then overrides both. `--name=value` sets `name` (the lower-case
+form of a parameter).
 The value must fit the default's type: int, float (an int is fine), bool
 (true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]');
 a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
@@ -280,8 +281,12 @@ def read_config_file(path, defaults):
                 lines[target.id] = node.lineno
     values = {}
     for name, line in lines.items():
-        key = name.lower()
-        values.update(check_saved({key: names[name]}, defaults, f"{path}, line {line}"))
+        key, where = name.lower(), f"{path}, line {line}"
+        try:
+            values.update(check_saved({key: names[name]}, defaults, where))
+        except ConfigError as error:  # the name as the file writes it
+            raise ConfigError(str(error).replace(f"{where}: {key} ", f"{where}: {name} ", 1)
+                              ) from None
     return values
 
 

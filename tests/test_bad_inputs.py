@@ -53,7 +53,7 @@ def resume_error(copy, capsys, *extra):
     (lambda d: (d / "checkpoint-1.keras").write_bytes((d / "checkpoint-1.keras").read_bytes()[:999]),
      "checkpoint-1.keras is missing or damaged"),
     (lambda d: (d / "params.json").write_text((d / "params.json").read_text().replace(
-        '"epochs": 2', '"epochs": "x"')), "params.json holds a value that is not allowed"),
+        '"epochs": 2', '"epochs": "x"')), "params.json: epochs = 'x' should be a whole number"),
 ])
 def test_a_damaged_run_is_refused_with_the_file_named(interrupted_run, tmp_path, capsys,
                                                       damage, message):
@@ -115,13 +115,16 @@ def test_data_that_cannot_train_says_why(tmp_path):
         layouts.read_labels_file(table / "legend.csv", "image", "emotion", "images")
 
 
-def test_config_files_bind_tuples_and_skip_what_they_do_not_set(tmp_path):
+def test_config_files_refuse_unpacking_and_names_without_values(tmp_path):
     path = tmp_path / "c.py"
-    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\n")
+    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS = 7\nSEED = 3\n")
     values = config.read_config_file(path, config.defaults(cnn_params))
     assert values == {"epochs": 7, "seed": 3}
+    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\n")  # issue 20: one NAME = value
+    with pytest.raises(config.ConfigError, match="line 2: an assignment to something other"):
+        config.read_config_file(path, config.defaults(cnn_params))
     path.write_text("EPOCHS = 7\nIMAGE_SIZE: int\n")
-    with pytest.raises(config.ConfigError, match="line 2: IMAGE_SIZE is named but has no value"):
+    with pytest.raises(config.ConfigError, match="line 2: an annotation without a value"):
         config.read_config_file(path, config.defaults(cnn_params))
 
 
@@ -144,7 +147,7 @@ def test_eval_refuses_what_it_cannot_score(interrupted_run, tmp_path, capsys):
                           ([str(tmp_path / "empty.txt"), model], "names no image"),
                           ([f"--model={run_dir}"], "is a folder: give the .keras file"),
                           ([f"--model={other}"], "is not an image classifier of this suite"),
-                          ([f"--model={renamed}"], "are damaged: give them in order")):
+                          ([f"--model={renamed}"], ": classes = 8 should be a list")):
         assert cnn_eval.main([*args, "--figure=False"]) == 2, args
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (args, err)

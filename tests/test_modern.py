@@ -41,10 +41,10 @@ def test_a_config_file_sets_values_and_the_command_line_wins(defaults, tmp_path)
 @pytest.mark.parametrize("text,message", [
     ("EPOCHS = 5\nEPOHCS = 5\n", r"mine.py, line 2: EPOHCS is not a parameter"),
     ("_SIZE = 5\nepochs = _SIZE\n", r"mine.py, line 2: epochs is not a parameter .* EPOCHS"),
-    ("EPOCHS = 'five'\n", r"mine.py, line 1: EPOCHS = 'five' should be a int"),
+    ("EPOCHS = 'five'\n", r"mine.py, line 1: EPOCHS = 'five' should be a whole number"),
     ("EPOCHS = (\n", r"mine.py, line 1: not valid Python"),
-    ("EPOCHS = 1 / 0\n", r"mine.py does not run: ZeroDivisionError"),
-    ("EPOCHS = 0\n", r"--epochs=0 is not allowed"),
+    ("EPOCHS = 1 / 0\n", r"mine.py, line 1: the value of EPOCHS \(division by zero\)"),
+    ("EPOCHS = 0\n", r"mine.py, line 1: EPOCHS = 0 is not allowed"),
 ])
 def test_a_bad_config_file_names_the_file_and_line(defaults, tmp_path, text, message):
     path = tmp_path / "mine.py"
