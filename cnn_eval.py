@@ -150,10 +150,10 @@ def trained_params(model_path, model, defaults):
                 info = runs.read_json(folder / "params.json", "run's parameters")
                 source = str(folder / "params.json")
                 break
-    params = {**defaults, **config.check_saved(  # a params.json is checked here
-        {k: v for k, v in (info or {}).items() if k in (
-            "classes", "aliases", "image_size", "channels", "crop_faces", "face_margin")},
-        defaults, source)}
+    trained = {k: v for k, v in (info or {}).items() if k in (
+        "classes", "aliases", "image_size", "channels", "crop_faces", "face_margin")}
+    params = {**defaults, **trained, **config.check_saved(  # a params.json is checked here
+        {k: v for k, v in trained.items() if k in defaults}, defaults, source)}
     params["trained_faces"] = {k: v for k, v in (info or {}).items()
                                if k in face_settings.RECORDED}
     shape_in, shape_out = model.input_shape, model.output_shape

@@ -24,7 +24,8 @@ Offers:
                                    -> the run's state.json: epochs done, finished
   check_state(state, path)         -> the state, or RunError naming the file and the key
   mark_latest(runs_dir, run_dir)   -> records run_dir as the latest run
-  latest_run(runs_dir)             -> Path of the latest run, or None
+  latest_run(runs_dir)             -> Path of the latest run, or None (RunError when
+                                      latest.txt names a path, not a folder of runs_dir)
   claim_path(path)                 -> `path`, or `path` with -1, -2..., created at once
   find_run(name, runs_dir)         -> Path of a run given as a folder or a name
   library_versions()               -> {library: version} for the run record
@@ -332,6 +333,9 @@ def latest_run(runs_dir):
         name = marker.read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
+    if name and (name != Path(name).name or name in (".", "..")):
+        raise RunError(f"{marker} names {name!r}, which is not a folder name: it holds the "
+                       f"name of a run folder in {runs_dir}; give --model=PATH, or delete it.")
     run_dir = Path(runs_dir) / name
     return run_dir if name and run_dir.is_dir() else None
 

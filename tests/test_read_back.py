@@ -204,3 +204,10 @@ def test_hand_edited_files_end_the_scripts_with_one_sentence(tmp_path):
     assert len(errors) == len(expected), done.stderr
     for line, start in zip(errors, expected):
         assert line.startswith(f"error: {start}"), (line, start)
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "/tmp", ".."])
+def test_a_latest_txt_naming_a_path_is_refused(tmp_path, name):
+    (tmp_path / runs.LATEST_FILE).write_text(name + "\n")
+    with pytest.raises(RunError, match=f"{tmp_path / runs.LATEST_FILE} names"):
+        runs.latest_run(tmp_path)
