@@ -4,6 +4,7 @@ Modules, roughly in the order a run uses them:
   quiet           TensorFlow's log level and its known harmless start-up notices
   errors          UserError and its kinds: one sentence for a user's mistake
   config          `--name=value` overrides and configuration files, type-checked
+  config_file     a configuration file's NAME = value lines, read without running it
   atomic          files written whole or not at all (temporary name, then rename)
   locks           locks between processes (flock) that die with their holder
   run_params      from a run's parameters to the values the library's calls take

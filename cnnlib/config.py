@@ -17,12 +17,11 @@ The value must fit the default's type: int, float (an int is fine), bool
 a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
 """
 
-import ast
-import copy
 import json
 import math
 from pathlib import Path
 
+from cnnlib import config_file
 from cnnlib.errors import ConfigError
 
 
@@ -127,163 +126,20 @@ def check_saved(values, defaults, source, extra=()):
     return checked
 
 
-# What each statement of a configuration file that is not NAME = value would be called.
-_STATEMENTS = {ast.If: "an if block", ast.Try: "a try block", ast.For: "a for loop",
-               ast.While: "a while loop", ast.With: "a with block",
-               ast.FunctionDef: "a function", ast.AsyncFunctionDef: "a function",
-               ast.ClassDef: "a class", ast.Import: "an import", ast.ImportFrom: "an import",
-               ast.Delete: "a del statement", ast.Expr: "an expression on its own",
-               ast.Global: "a global statement", ast.Pass: "a pass statement",
-               ast.Assert: "an assert", ast.Raise: "a raise", ast.Match: "a match block"}
-_OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-              ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
-              ast.Pow: lambda a, b: a ** b}
-
-
-class _NotStatic(Exception):
-    """A value of a configuration file that cannot be worked out without running it."""
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _static_value(node, names):
-    """The value of the expression `node`, worked out without running anything.
-
-    Literals, lists, tuples, dicts (with **), names the file set above, unary minus
-    and arithmetic on numbers (and + on lists and strings). Raises _NotStatic.
-    """
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = []
-        for element in node.elts:
-            if isinstance(element, ast.Starred):
-                inner = _static_value(element.value, names)
-                if not isinstance(inner, (list, tuple)):
-                    raise _NotStatic("* of something that is not a list")
-                items.extend(inner)
-            else:
-                items.append(_static_value(element, names))
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.Dict):
-        result = {}
-        for key, value in zip(node.keys, node.values):
-            if key is None:  # {**_BLOCK, ...}
-                inner = _static_value(value, names)
-                if not isinstance(inner, dict):
-                    raise _NotStatic("** of something that is not a dict")
-                result.update(inner)
-            else:
-                result[_static_value(key, names)] = _static_value(value, names)
-        return result
-    if isinstance(node, ast.Name):
-        if node.id not in names:
-            raise _NotStatic(f"{node.id} is not set above it in the file")
-        return copy.deepcopy(names[node.id])
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _static_value(node.operand, names)
-        if not _is_number(value):
-            raise _NotStatic("a sign before something that is not a number")
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _static_value(node.left, names), _static_value(node.right, names)
-        numbers = _is_number(left) and _is_number(right)
-        joined = (isinstance(node.op, ast.Add) and type(left) is type(right)
-                  and isinstance(left, (list, str)))
-        if not (numbers or joined):
-            raise _NotStatic("arithmetic on something that is not a number")
-        if isinstance(node.op, ast.Pow) and abs(right) > 64:
-            raise _NotStatic("a power above 64")
-        try:
-            return _OPERATORS[type(node.op)](left, right)
-        except (ArithmeticError, ValueError) as error:
-            raise _NotStatic(str(error)) from None
-    kind = {ast.Call: "a call", ast.Attribute: "an attribute", ast.Subscript: "an item",
-            ast.Compare: "a comparison", ast.IfExp: "an if expression"}.get(
-        type(node), type(node).__name__)
-    raise _NotStatic(f"{kind} is more than a written-out value")
-
-
-def _refuse(path, node, what, cure):
-    return ConfigError(f"{path}, line {node.lineno}: {what} cannot be applied safely; "
-                       f"{cure}.")
-
-
-_ONLY = ("a configuration file holds only a docstring, comments and NAME = value lines, "
-         "so set the value on a line of its own (or give --name=value)")
-
-
 def read_config_file(path, defaults):
     """Return {lower-case name: value} of the UPPER_CASE names a configuration file sets.
 
-    The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`) but is never run:
-    it may hold only a docstring, comments and top-level `NAME = value` lines, whose
-    values are worked out from what is written (literals, names set above it,
-    arithmetic, `{**_BLOCK, ...}`). Names starting with "_" are its own helpers; any
-    other name must be a parameter. Anything else (an `if` or `try` block, a loop, a
-    function, an import, `+=`, unpacking, a call) is refused, never partly ignored:
+    The file is plain Python (e.g. `EPOCHS = 60`, `LAYERS = [...]`) but is never run
+    (cnnlib/config_file.py reads it): it may hold only a docstring, comments and
+    top-level `NAME = value` lines. Anything else is refused, never partly ignored:
     ConfigError names the file and the line, as it does for an unknown name, a value
     of the wrong type, range, or a number that is not finite, and a missing file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Failed to find the configuration file {path}: give the path "
-                          f"of a .py file such as configs/report.py.")
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as error:
-        raise ConfigError(f"{path}, line {error.lineno or 1}: not valid Python "
-                          f"({error.msg}).") from None
-    except (ValueError, OSError) as error:  # NUL bytes, unreadable
-        raise ConfigError(f"{path} cannot be read as Python ({error}).") from None
-    names, lines = {}, {}
-    for node in tree.body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
-                and isinstance(node.value.value, str):
-            continue  # the docstring, or a string used as a comment
-        if isinstance(node, ast.AugAssign):
-            raise _refuse(path, node, "an augmented assignment (+= and the like)",
-                          "write the whole value once, NAME = value")
-        if isinstance(node, ast.AnnAssign):
-            if node.value is None:
-                raise _refuse(path, node, "an annotation without a value",
-                              "give the name a value, NAME = value")
-            targets = [node.target]
-        elif isinstance(node, ast.Assign):
-            targets = node.targets
-        else:
-            what = _STATEMENTS.get(type(node), f"a {type(node).__name__} statement")
-            raise _refuse(path, node, what, _ONLY)
-        for target in targets:
-            if not isinstance(target, ast.Name):
-                raise _refuse(path, node, "an assignment to something other than a plain "
-                              "name (unpacking, an item or an attribute)",
-                              "write one NAME = value line for each parameter")
-            name = target.id
-            if not name.startswith("_") and (not name.isupper()
-                                              or name.lower() not in defaults):
-                hint = (f"write it as {name.upper()}" if name.lower() in defaults
-                        else "check its spelling, or start a helper's name with _")
-                raise ConfigError(f"{path}, line {node.lineno}: {name} is not a parameter "
-                                  f"of cnn_params.py; {hint}.")
-        try:
-            value = _static_value(node.value, names)
-        except _NotStatic as reason:
-            raise _refuse(path, node, f"the value of {targets[0].id} ({reason})",
-                          "write the value out (a number, a string, a list or a dict)"
-                          ) from None
-        for target in targets:
-            names[target.id] = value
-            if not target.id.startswith("_"):
-                lines[target.id] = node.lineno
     values = {}
-    for name, line in lines.items():
+    for name, (value, line) in config_file.read_assignments(path, defaults).items():
         key, where = name.lower(), f"{path}, line {line}"
         try:
-            values.update(check_saved({key: names[name]}, defaults, where))
+            values.update(check_saved({key: value}, defaults, where))
         except ConfigError as error:  # the name as the file writes it
             raise ConfigError(str(error).replace(f"{where}: {key} ", f"{where}: {name} ", 1)
                               ) from None

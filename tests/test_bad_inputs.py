@@ -115,16 +115,24 @@ def test_data_that_cannot_train_says_why(tmp_path):
         layouts.read_labels_file(table / "legend.csv", "image", "emotion", "images")
 
 
-def test_config_files_refuse_unpacking_and_names_without_values(tmp_path):
+def test_config_files_unpack_whole_and_refuse_names_without_values(tmp_path):
     path = tmp_path / "c.py"
     path.write_bytes(b"# caf\xc3\xa9\nEPOCHS = 7\nSEED = 3\n")
     values = config.read_config_file(path, config.defaults(cnn_params))
     assert values == {"epochs": 7, "seed": 3}
-    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\n")  # issue 20: one NAME = value
-    with pytest.raises(config.ConfigError, match="line 2: an assignment to something other"):
+    path.write_bytes(b"# caf\xc3\xa9\nEPOCHS, SEED = 7, 3\n")
+    assert config.read_config_file(path, config.defaults(cnn_params)) == values
+    path.write_text("EPOCHS, SEED = 7, 3, 1\n")  # cannot all be applied: refused whole
+    with pytest.raises(config.ConfigError, match="line 1: unpacking into 2 names"):
         config.read_config_file(path, config.defaults(cnn_params))
     path.write_text("EPOCHS = 7\nIMAGE_SIZE: int\n")
     with pytest.raises(config.ConfigError, match="line 2: an annotation without a value"):
+        config.read_config_file(path, config.defaults(cnn_params))
+    path.write_text("_A = 3\nSEED = ((_A ** 64) ** 64) ** 64\n")  # never computed
+    with pytest.raises(config.ConfigError, match="line 2: the value of SEED .*4096 bits"):
+        config.read_config_file(path, config.defaults(cnn_params))
+    path.write_text("_A = [1]\n" + "".join("_A = _A + _A\n" for _ in range(40)))
+    with pytest.raises(config.ConfigError, match="more than 100000 items"):
         config.read_config_file(path, config.defaults(cnn_params))
 
 
