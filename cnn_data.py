@@ -34,9 +34,10 @@ data. Nothing here moves, renames, rewrites or deletes a file it reads.
 import sys
 
 if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
-    from cnnlib import quiet
+    from cnnlib import interrupt, quiet
 
     quiet.start()
+    interrupt.install()  # SIGTERM ends it as Ctrl-C does, within seconds
 
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -342,7 +343,7 @@ def main(argv=None):
     from datetime import datetime
 
     import cnn_params
-    from cnnlib import config, plots, runs
+    from cnnlib import config, interrupt, plots, runs
     from cnnlib.errors import UserError, os_error_sentence
 
     try:
@@ -361,9 +362,13 @@ def main(argv=None):
         # Claimed at once: a process started in the same second gets another name.
         path = runs.claim_path(Path(params["runs_dir"]) /
                                f"data_report-{datetime.now():%Y%m%d-%H%M%S}.png")
-        plots.plot_examples(images, labels, data.classes, path, augmented=augmented)
-        duplicates = near_duplicates.write_groups(
-            path.with_name(path.stem + "-duplicates.csv"), data.duplicates, data.duplicate_items)
+        duplicates = path.with_name(path.stem + "-duplicates.csv")
+        with interrupt.removed_if_interrupted(path), \
+                interrupt.removed_if_interrupted(duplicates):
+            plots.plot_examples(images, labels, data.classes, path, augmented=augmented)
+            near_duplicates.write_groups(duplicates, data.duplicates, data.duplicate_items)
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM
+        return interrupt.report(error)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -64,8 +64,9 @@ Offers:
 import sys
 
 if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
-    from cnnlib import quiet
+    from cnnlib import interrupt, quiet
 
+    interrupt.install()  # SIGTERM ends it as Ctrl-C does, within seconds
     quiet.start()
 
 import time  # noqa: E402
@@ -74,7 +75,7 @@ from pathlib import Path  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cache, config, files, layouts, metrics, records  # noqa: E402
+from cnnlib import cache, config, files, interrupt, layouts, metrics, records  # noqa: E402
 from cnnlib import calibration, decode, export, face_settings, runs, server, video  # noqa: E402
 from cnnlib import stored_info  # noqa: E402
 from cnnlib.errors import DataError, ModelError, UserError, os_error_sentence  # noqa: E402
@@ -243,11 +244,12 @@ def score_test_set(model, model_path, folder, trained, params):
                         f"files above.")
     labels, kept_paths = found["labels"][kept], [paths[i] for i in kept]
     out_dir = runs.new_output_dir(params["out_root"], "eval")
-    outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
-                                         params["batch_size"], found["source"],
-                                         list(found["excluded"]) + list(skipped),
-                                         tta=params["tta"],
-                                         min_confidence=params["min_confidence"])
+    with interrupt.removed_if_interrupted(out_dir):
+        outcome = records.record_test_set(out_dir, model, images, labels, kept_paths, classes,
+                                          params["batch_size"], found["source"],
+                                          list(found["excluded"]) + list(skipped),
+                                          tta=params["tta"],
+                                          min_confidence=params["min_confidence"])
     return outcome, out_dir, time.perf_counter() - start
 
 
@@ -364,6 +366,9 @@ def main(argv=None):
                     score_video(model, model_path, target, trained, params)
                 else:
                     score_images_and_faces(model, model_path, target, trained, params)
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: 130 or 143
+        runs.remove_empty_made()  # a run folder made, nothing in it yet
+        return interrupt.report(error)
     except UserError as error:
         runs.remove_empty_made()  # an output folder never written to
         print(f"error: {error}", file=sys.stderr)

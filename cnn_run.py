@@ -26,8 +26,9 @@ Offers (for tests and notebooks), in call order:
 import sys
 
 if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
-    from cnnlib import quiet
+    from cnnlib import interrupt, quiet
 
+    interrupt.install()  # SIGTERM ends it as Ctrl-C does, within seconds
     quiet.start()
 
 from pathlib import Path  # noqa: E402
@@ -37,7 +38,7 @@ import numpy as np  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cluster, config, decode, finetune, metrics, records, runs  # noqa: E402
+from cnnlib import cluster, config, decode, finetune, interrupt, metrics, records, runs  # noqa
 from cnnlib.errors import UserError, os_error_sentence  # noqa: E402
 from cnnlib.run_params import RUNS_ON, compile_options, model_info, resume_params  # noqa: E402
 
@@ -65,6 +66,7 @@ def _run(params, extra_callbacks, explicit):
     """run()'s work, while this process holds its run folder."""
     import tensorflow as tf
 
+    interrupt.resume_hint(None)  # until this run has a folder to resume
     # Parameters. The devices come first, before TensorFlow starts.
     setup = cluster.start(params["distribute"], params["device"], params["cpu_devices"])
     with cluster.leading(setup):
@@ -106,28 +108,25 @@ def _run(params, extra_callbacks, explicit):
                 finetune.record_start(run_dir / "init_from.json", source, class_map,
                                       params["freeze_epochs"])
             print(f"Run folder: {run_dir}")
+            interrupt.resume_hint(f"the finished epochs are kept in {run_dir}; resume with "
+                                  f"`python cnn_run.py --resume={run_dir}`")
 
         # The model (Table 2) and its training, for each variant.
         results, histories = {}, {}
-        try:
-            for dropout in [False, True] if params["compare"] else [params["dropout"]]:
-                name = VARIANTS[dropout]
-                folder = Path(run_dir or params["runs_dir"])
-                folder = folder / name if params["compare"] else folder
-                recorded = setup.chief and (folder / "metrics.json").is_file()
-                if cluster.from_chief(setup, recorded):  # recorded before a resume
-                    if setup.chief:
-                        results[name], histories[name] = records.read_variant(folder)
-                    continue
+        for dropout in [False, True] if params["compare"] else [params["dropout"]]:
+            name = VARIANTS[dropout]
+            folder = Path(run_dir or params["runs_dir"])
+            folder = folder / name if params["compare"] else folder
+            recorded = setup.chief and (folder / "metrics.json").is_file()
+            if cluster.from_chief(setup, recorded):  # recorded before a resume
                 if setup.chief:
-                    folder.mkdir(exist_ok=True)
-                results[name], histories[name] = train_variant(
-                    params, data, folder, dropout, setup, extra_callbacks,
-                    (source.model, class_map) if source else None)
-        except KeyboardInterrupt:
-            print(f"\nInterrupted. The finished epochs are saved in {run_dir}; continue with "
-                  f"python cnn_run.py --resume={run_dir}")
-            raise
+                    results[name], histories[name] = records.read_variant(folder)
+                continue
+            if setup.chief:
+                folder.mkdir(exist_ok=True)
+            results[name], histories[name] = train_variant(
+                params, data, folder, dropout, setup, extra_callbacks,
+                (source.model, class_map) if source else None)
         if not setup.chief:
             return None
 
@@ -256,8 +255,9 @@ def main(argv=None):
         runs.remove_empty_made()
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: 130 or 143, and how to resume
+        runs.remove_empty_made()  # a run folder made, nothing in it yet
+        return interrupt.report(error)
     return 0
 
 

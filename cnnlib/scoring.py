@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import calibration, face_settings, faces, metrics, plots, records, runs, video
+from cnnlib import calibration, face_settings, faces, interrupt, metrics, plots, records, runs
+from cnnlib import video
 from cnnlib.decode import load_images
 from cnnlib.errors import DataError, UserError
 from cnnlib.labels import class_lookup, label_from_filename
@@ -49,14 +50,16 @@ def score_images_and_faces(model, model_path, paths, trained, params):
     if photos:
         out_dir = (runs.new_output_dir(params["out_root"], "eval")
                    if any(boxes for _, boxes, _ in photos) else None)
-        face_results, crops = score_photos(model, photos, trained, params, out_dir)
+        with interrupt.removed_if_interrupted(out_dir):
+            face_results, crops = score_photos(model, photos, trained, params, out_dir)
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
         params["out_root"].mkdir(parents=True, exist_ok=True)  # a shipped model's, in runs/
         figure = runs.claim_path(
             params["out_root"] / f"predictions-{datetime.now():%Y%m%d-%H%M%S}.png")
         shown = min(len(results), FIGURE_IMAGES)
-        plots.plot_predictions(images[:shown], results[:shown], classes, figure)
+        with interrupt.removed_if_interrupted(figure):
+            plots.plot_predictions(images[:shown], results[:shown], classes, figure)
         print(f"Figure: {figure}" + (f" (the first {shown} images)"
                                      if shown < len(results) else ""))
 
@@ -174,13 +177,14 @@ def score_video(model, model_path, source, trained, params):
         faces.check_detector(faces_as.detector, faces_as.align)
         out_dir = runs.new_output_dir(params["out_root"], "eval")
         try:
-            summary = video.process_video(
-                capture, model, trained["classes"], trained["image_size"], trained["channels"],
-                out_dir, name, faces_as.margin, params["min_face_size"],
-                params["max_frames"], params["smoothing"], announced, live,
-                detector=faces_as.detector, align=faces_as.align,
-                draw_landmarks=faces_as.draw_landmarks,
-                min_confidence=params["min_confidence"])
+            with interrupt.removed_if_interrupted(out_dir):  # a webcam's Ctrl-C is its end
+                summary = video.process_video(
+                    capture, model, trained["classes"], trained["image_size"],
+                    trained["channels"], out_dir, name, faces_as.margin,
+                    params["min_face_size"], params["max_frames"], params["smoothing"],
+                    announced, live, detector=faces_as.detector, align=faces_as.align,
+                    draw_landmarks=faces_as.draw_landmarks,
+                    min_confidence=params["min_confidence"])
         except UserError:
             if not any(out_dir.iterdir()):
                 out_dir.rmdir()  # our own folder, still empty: leave nothing behind

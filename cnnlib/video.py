@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, calibration, decode, faces, plots, records
+from cnnlib import atomic, calibration, decode, faces, interrupt, plots, records
 from cnnlib.errors import DataError, RunError
 
 # Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
@@ -220,8 +220,9 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     `align`), as training cropped them; `draw_landmarks` marks the landmarks too.
     A face whose top probability is below `min_confidence` is "uncertain" in the
     CSV's predicted column and on the video (calibration.label_or_uncertain).
-    Stops after `max_frames` (0: at the end) or at Ctrl-C, and still writes
-    everything. `total` is the frame count the file announces (None if unknown).
+    Stops after `max_frames` (0: at the end) or, `live`, at Ctrl-C, and still writes
+    everything; a file's Ctrl-C, and SIGTERM, raise KeyboardInterrupt with no video
+    left (the caller removes the rest, cnnlib/interrupt.py). `total` is the frame count the file announces (None if unknown).
     Returns a dict: frames, rows, faces (ids), seconds, fps (frames per second of
     the whole pass), video, csv, figure (Paths), announced (total) and stopped
     ("end", "max_frames", "interrupted").
@@ -286,7 +287,10 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
                         bar.update(frames)
                     if max_frames and frames >= max_frames:
                         stopped = "max_frames"
-                except KeyboardInterrupt:  # a webcam runs until Ctrl-C: keep what was seen
+                except KeyboardInterrupt as error:
+                    if not live or isinstance(error, interrupt.Interrupted):
+                        raise  # a file, or SIGTERM: interrupted, the video removed
+                    interrupt.handled()  # a webcam runs until Ctrl-C: keep what was seen
                     stopped = "interrupted"
                 finally:
                     writer.release()
