@@ -36,8 +36,8 @@ import sys
 if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
     from cnnlib import interrupt, quiet
 
-    quiet.start()
     interrupt.install()  # SIGTERM ends it as Ctrl-C does, within seconds
+    quiet.start()
 
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlib import devices
+from cnnlib import devices, interrupt
 from cnnlib.errors import ConfigError, DataError, RunError, UserError
 
 
@@ -166,6 +166,7 @@ def start(distribute="none", device="auto", cpu_devices=1):
         print(f"Worker {setup.worker} of {setup.workers}: waiting for every worker of "
               f"TF_CONFIG to connect...", flush=True)
         setup.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        interrupt.rearm()  # the strategy took SIGTERM for itself: ours again
         setup.workers_wait = True  # for the chief's first message
         names = list(setup.strategy.extended.worker_devices)
     if setup.strategy is not None:

@@ -3,6 +3,8 @@
 Offers, in call order:
   install()                  (a script, first) SIGTERM raises Interrupted as Ctrl-C raises
                              KeyboardInterrupt; a watchdog ends a process that does not
+  rearm()                    takes SIGTERM back after a library took it (TensorFlow's
+                             MultiWorkerMirroredStrategy installs its own handler)
   resume_hint(text)          what the closing sentence says about going on (None: nothing)
   removed_if_interrupted(path, shown) context manager: `path`, a file or folder this
                              command made, is removed if the block is interrupted
@@ -18,33 +20,38 @@ write (an eval-<time>/ folder, a figure, a stand-in being generated), except a r
 folder, whose finished epochs are kept (docs/runs.md) and which the closing sentence
 says how to resume. It never becomes runs/latest.txt.
 
-Python runs a signal handler only between bytecodes of the main thread, so a main
-thread blocked inside TensorFlow (a worker waiting for its peers) would never see
-Ctrl-C. install() therefore also routes every signal to a watchdog thread through
-signal.set_wakeup_fd: when the process has not ended GRACE_SECONDS after the signal,
-or at a second Ctrl-C, the watchdog removes the registered partial outputs, stops
-child processes, prints the same sentence and calls os._exit with the same status.
+Python runs a signal handler only when the main thread runs Python code, and some
+TensorFlow calls hold the interpreter for as long as they block (a worker waiting
+for its peers), so no thread of the process can act then. install() therefore
+starts a watchdog process, forked before TensorFlow loads. Python's C-level handler
+tells it of each signal (signal.set_wakeup_fd), and the kernel restores the default
+action once a signal is delivered (SA_RESETHAND). When the process has not ended
+GRACE_SECONDS after the signal, the watchdog sends the same signal again, which now
+ends it as the shell expects (status 130 or 143); a second Ctrl-C does the same at
+once. The watchdog then removes the partial outputs it was told of, prints the
+closing sentence and exits.
 """
 
 import contextlib
 import ctypes
-import multiprocessing
+import json
 import os
 import select
 import shutil
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 GRACE_SECONDS = 3.0  # after a signal, how long a command has to end by itself
 _PR_SET_PDEATHSIG = 1  # Linux prctl: a signal sent to this process when its parent dies
+_SA_RESETHAND = 0x80000000  # Linux sigaction flag: the default action after one delivery
+_SA_FLAGS_AT = 136  # offset of sa_flags in glibc's struct sigaction (x86_64, aarch64)
 
 _partial = {}  # Path being written that an interruption removes -> the name to say
 _removed = []  # the names of those removed, for the closing sentence
 _hint = [None]
-_calm = threading.Event()  # set by handled(): the watchdog stands down
+_watchdog = {}  # "control": the fd of the pipe to the watchdog, "pid"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -60,82 +67,154 @@ def _raise(signum, frame):
 
 
 def install():
-    """Make SIGTERM raise Interrupted and start the watchdog. Call from the main thread.
+    """Make SIGTERM raise Interrupted and start the watchdog. Call from the main thread,
+    before TensorFlow loads (the watchdog is a fork of the process as it is then).
 
     Also makes an interruption that escapes main (while modules load) one sentence
     and its exit status instead of a traceback.
     """
-    signal.signal(signal.SIGTERM, _raise)
+    if _watchdog:
+        return
+    signals_read, signals_write = os.pipe()
+    control_read, control_write = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the watchdog
+        os.close(signals_write)
+        os.close(control_write)
+        try:
+            _watch(parent, signals_read, control_read)
+        finally:
+            os._exit(0)
+    os.close(signals_read)
+    os.close(control_read)
+    _watchdog.update(control=control_write, pid=pid)
+    os.set_blocking(signals_write, False)
+    signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # `nohup`, `&` in scripts
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    threading.Thread(target=_watch, args=(read_end,), daemon=True,
-                     name="interrupt-watchdog").start()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # started with `&` or nohup
+    _reset_on_delivery(signal.SIGINT)
+    rearm()
     os.register_at_fork(after_in_child=_forget)
     hook = sys.excepthook
 
     def excepthook(kind, error, trace):
         if not issubclass(kind, KeyboardInterrupt):
             return hook(kind, error, trace)
-        status = report(error)
-        _exit(status)
+        _exit(report(error))
 
     sys.excepthook = excepthook
 
 
+def rearm():
+    """After install(): SIGTERM raises Interrupted again, whoever took it since.
+
+    TensorFlow's multi-worker strategy installs a C++ SIGTERM handler that only
+    notes the signal; a SIGTERM that arrives before this call (while the workers
+    connect) is TensorFlow's, and the process ends only by Ctrl-C or SIGKILL.
+    """
+    if _watchdog:
+        signal.signal(signal.SIGTERM, _raise)
+        _reset_on_delivery(signal.SIGTERM)
+
+
+def _reset_on_delivery(signum):
+    """Have the kernel restore `signum`'s default action once it is delivered, so that the
+    next one ends the process even while Python cannot run its handler (Linux only)."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        action = ctypes.create_string_buffer(512)  # larger than any struct sigaction
+        if libc.sigaction(int(signum), None, action) == 0:
+            flags = ctypes.c_uint32.from_buffer(action, _SA_FLAGS_AT)
+            flags.value |= _SA_RESETHAND
+            libc.sigaction(int(signum), action, None)
+
+
 def _forget():
-    """In a forked child: its signals are its own, not the parent's watchdog's."""
-    try:
+    """In a forked child: its signals and outputs are not the watchdog's business."""
+    with contextlib.suppress(ValueError):  # forked from another thread: nothing to clear
         signal.set_wakeup_fd(-1)
-    except ValueError:  # forked from another thread: no wakeup fd to clear there
-        pass
+    if _watchdog:
+        with contextlib.suppress(OSError):
+            os.close(_watchdog["control"])
+        _watchdog.clear()
     _partial.clear()
 
 
-def _watch(read_end):
-    """The watchdog: after a signal, GRACE_SECONDS for the process to end, then force it."""
-    deadline, last = None, signal.SIGINT
+def _tell(**message):
+    """Send the watchdog one line of news (an output begun or done, the resume hint)."""
+    if _watchdog and os.getpid() != _watchdog["pid"]:
+        with contextlib.suppress(OSError):
+            os.write(_watchdog["control"], (json.dumps(message) + "\n").encode())
+
+
+def _watch(parent, signals_read, control_read):
+    """The watchdog process: after a signal, GRACE_SECONDS for `parent` to end, then end it.
+
+    Outputs still open when the parent is gone are removed. Ends when the parent does.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
+    with contextlib.suppress(OSError):
+        os.close(0)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # readers of stdout see its end
+    deadline, last, forced, pending = None, None, False, b""
     while True:
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([read_end], [], [], wait)
-        if ready:
-            for signum in os.read(read_end, 64):
+        ready, _, _ = select.select([signals_read, control_read], [], [], wait)
+        if signals_read in ready:
+            for signum in os.read(signals_read, 64):
                 if signum not in (signal.SIGINT, signal.SIGTERM):
                     continue
-                if deadline is not None and not _calm.is_set():
-                    _force(signum)  # a second signal: end now
-                _calm.clear()
-                last, deadline = signum, time.monotonic() + GRACE_SECONDS
-        elif deadline is not None:
-            if _calm.is_set():  # the signal was an expected stop: no deadline
-                _calm.clear()
+                if last == signal.SIGINT == signum and deadline is not None:
+                    deadline = time.monotonic()  # a second Ctrl-C: end it now
+                elif deadline is None:
+                    deadline = time.monotonic() + GRACE_SECONDS
+                last = signum
+        if control_read in ready:
+            chunk = os.read(control_read, 65536)
+            if not chunk:  # the parent has ended
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                _apply(json.loads(line))
+        if deadline is not None and time.monotonic() >= deadline:
+            if _calm_until[0] >= deadline - GRACE_SECONDS:  # an expected stop (a webcam)
                 deadline = None
                 continue
-            _force(last)
+            with contextlib.suppress(OSError):
+                os.kill(parent, last if not forced else signal.SIGKILL)
+            forced, deadline = True, time.monotonic() + GRACE_SECONDS
+    if _partial:
+        for path, shown in list(_partial.items()):
+            _remove(path, shown)
+    if forced:
+        with contextlib.suppress(OSError):
+            os.write(2, f"\n{_sentence(last)}\n".encode())
 
 
-def _force(signum):
-    """Remove the partial outputs, stop the children, say so and exit, from any thread."""
-    for path, shown in list(_partial.items()):
-        _remove(path, shown)
-    for child in multiprocessing.active_children():
-        child.terminate()
-    try:
-        os.write(2, ("\n" + _sentence(signum) + "\n").encode())
-    except OSError:
-        pass
-    _exit(128 + signum)
+_calm_until = [0.0]  # (watchdog) when handled() last said a Ctrl-C was expected
+
+
+def _apply(message):
+    """(Watchdog) take in one line of the parent's news."""
+    if "add" in message:
+        _partial[Path(message["add"])] = message["shown"]
+    elif "drop" in message:
+        _partial.pop(Path(message["drop"]), None)
+    elif "hint" in message:
+        _hint[0] = message["hint"]
+    elif "calm" in message:
+        _calm_until[0] = time.monotonic()
 
 
 def _exit(status):
     """os._exit, after flushing and a moment for quiet.py's stderr filter to pass lines on."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     time.sleep(0.2)
     os._exit(status)
 
@@ -143,6 +222,7 @@ def _exit(status):
 def resume_hint(text):
     """Say `text` (how to go on) in the closing sentence of an interruption; None: nothing."""
     _hint[0] = text
+    _tell(hint=text)
 
 
 @contextlib.contextmanager
@@ -156,8 +236,9 @@ def removed_if_interrupted(path, shown=None):
     if path is None:
         yield None
         return
-    path = Path(path)
+    path = Path(path).absolute()
     _partial[path] = str(shown or path)
+    _tell(add=str(path), shown=_partial[path])
     try:
         yield path
     except KeyboardInterrupt:
@@ -165,6 +246,7 @@ def removed_if_interrupted(path, shown=None):
         raise
     finally:
         _partial.pop(path, None)
+        _tell(drop=str(path))
 
 
 def _remove(path, shown):
@@ -179,8 +261,11 @@ def _remove(path, shown):
 
 
 def handled():
-    """The Ctrl-C just caught is the expected way to stop (a webcam): no forced exit."""
-    _calm.set()
+    """The Ctrl-C just caught is the expected way to stop (a webcam): no forced end, and
+    the next Ctrl-C is handled as the first was."""
+    _tell(calm=True)
+    if _watchdog:
+        _reset_on_delivery(signal.SIGINT)
 
 
 def worker_init(parent):
@@ -192,7 +277,7 @@ def worker_init(parent):
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
+    if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() != parent:  # the parent died before the line above
@@ -215,7 +300,14 @@ def _sentence(signum):
 
 
 def report(error):
-    """Print the closing sentence of interruption `error` on stderr; return its exit status."""
+    """Print the closing sentence of interruption `error` on stderr; return its exit status.
+
+    In a script (after install()) the process then exits at once: what an
+    interruption must clean has been cleaned on the way here, and TensorFlow's
+    own teardown can take seconds.
+    """
     status = exit_status(error)
     print(f"\n{_sentence(status - 128)}", file=sys.stderr, flush=True)
+    if _watchdog:
+        _exit(status)
     return status
