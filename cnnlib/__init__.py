@@ -8,6 +8,7 @@ Modules, roughly in the order a run uses them:
   atomic          files written whole or not at all (temporary name, then rename)
   locks           locks between processes (flock) that die with their holder
   run_params      from a run's parameters to the values the library's calls take
+  interrupt       Ctrl-C and SIGTERM: one path, a watchdog, unfinished outputs removed
   devices         the devices a run trains on, chosen before TensorFlow starts
   cluster         the strategy and the workers of a cluster kept in step (DeviceSetup)
   labels          class names, aliases, --classes=auto, names read from file names
