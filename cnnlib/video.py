@@ -222,7 +222,8 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     CSV's predicted column and on the video (calibration.label_or_uncertain).
     Stops after `max_frames` (0: at the end) or, `live`, at Ctrl-C, and still writes
     everything; a file's Ctrl-C, and SIGTERM, raise KeyboardInterrupt with no video
-    left (the caller removes the rest, cnnlib/interrupt.py). `total` is the frame count the file announces (None if unknown).
+    left (the caller removes the rest, cnnlib/interrupt.py). `total` is the frame count
+    the file announces (None if unknown).
     Returns a dict: frames, rows, faces (ids), seconds, fps (frames per second of
     the whole pass), video, csv, figure (Paths), announced (total) and stopped
     ("end", "max_frames", "interrupted").
