@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, exported, runs
+from cnnlib import atomic, exported, interrupt, runs
 from cnnlib.errors import ModelError, UserError
 from cnnlib.export_images import verification_images
 
@@ -263,32 +263,34 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
     keras_run = lambda x: model.predict_on_batch(x)  # noqa: E731
     reference, keras_ms = exported.timed(keras_run, check.images)
     folder = runs.new_output_dir(Path(runs_dir) / "exports", f"{name}-{fmt}")
-    try:
-        files = convert(model, fmt, folder, calibration if fmt == "tflite" else None,
-                        model_path)
-    except UserError:
-        shutil.rmtree(folder)  # our own new folder, holding nothing finished
-        raise
-    report = {"model": str(model_path), "format": fmt, "written": f"{datetime.now():%Y-%m-%d %H:%M:%S}",
-              "checked_on": check.source,
-              "calibrated_on": calibration.source if "int8" in files else None,
-              "keras_ms_per_image": keras_ms, "tolerances": {
-                  "float_max_probability_difference": FLOAT_MAX_DIFF,
-                  "int8_min_top1_agreement": INT8_MIN_AGREEMENT},
-              "files": {}}
-    recipe = contract(model, model_path, trained, min_face)
-    recipe["files"] = {}
-    for variant, path in files.items():
-        probabilities, ms = exported.score(path, check.images)
-        metrics = exported.compare(reference, probabilities, check.labels)
-        report["files"][path.name] = {"variant": variant, "bytes": _size(path),
-                                      "ms_per_image": ms, "metrics": metrics,
-                                      "verified": _passed(variant, metrics)}
-        recipe["files"][path.name] = _file_contract(path, variant)
-    report["verified"] = all(entry["verified"] for entry in report["files"].values())
-    atomic.write_json(folder / "preprocessing.json", recipe)
-    atomic.write_json(folder / "report.json", report)
-    atomic.write_text(folder / "report.md", _markdown(report))
+    with interrupt.removed_if_interrupted(folder):  # Ctrl-C: no half export left
+        try:
+            files = convert(model, fmt, folder, calibration if fmt == "tflite" else None,
+                            model_path)
+        except UserError:
+            shutil.rmtree(folder)  # our own new folder, holding nothing finished
+            raise
+        report = {"model": str(model_path), "format": fmt,
+                  "written": f"{datetime.now():%Y-%m-%d %H:%M:%S}",
+                  "checked_on": check.source,
+                  "calibrated_on": calibration.source if "int8" in files else None,
+                  "keras_ms_per_image": keras_ms, "tolerances": {
+                      "float_max_probability_difference": FLOAT_MAX_DIFF,
+                      "int8_min_top1_agreement": INT8_MIN_AGREEMENT},
+                  "files": {}}
+        recipe = contract(model, model_path, trained, min_face)
+        recipe["files"] = {}
+        for variant, path in files.items():
+            probabilities, ms = exported.score(path, check.images)
+            metrics = exported.compare(reference, probabilities, check.labels)
+            report["files"][path.name] = {"variant": variant, "bytes": _size(path),
+                                          "ms_per_image": ms, "metrics": metrics,
+                                          "verified": _passed(variant, metrics)}
+            recipe["files"][path.name] = _file_contract(path, variant)
+        report["verified"] = all(entry["verified"] for entry in report["files"].values())
+        atomic.write_json(folder / "preprocessing.json", recipe)
+        atomic.write_json(folder / "report.json", report)
+        atomic.write_text(folder / "report.md", _markdown(report))
     return folder, report
 
 
