@@ -33,12 +33,10 @@ if __name__ == "__main__":  # first, before TensorFlow loads: a quiet start
 
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cluster, config, decode, finetune, interrupt, metrics, records, runs  # noqa
+from cnnlib import cluster, config, decode, finetune, interrupt, records, runs  # noqa: E402
 from cnnlib.errors import UserError, os_error_sentence  # noqa: E402
 from cnnlib.run_params import RUNS_ON, compile_options, model_info, resume_params  # noqa: E402
 
@@ -217,19 +215,7 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
         params["seed"])
     if model is None:  # a worker: the chief records
         return None, []
-    sets = {"train": (data.train_images, data.train_labels),
-            "validation": (data.val_images, data.val_labels), "test": data.test}
-    sets = {split: pair for split, pair in sets.items() if pair is not None}
-    scores, probabilities = {}, {}
-    for split, (images, labels) in sets.items():  # Table 3's columns for this model
-        scores[split], probabilities[split] = metrics.score_split(
-            model, images, labels, num_classes, params["batch_size"])
-    calibrated = records.write_calibration(folder, probabilities["validation"],
-                                           data.val_labels, title)
-    records.write_variant(folder, title, data.classes, scores, history, data.val_labels,
-                          np.argmax(probabilities["validation"], axis=1),
-                          probabilities.get("test"), calibrated,
-                          validation=(data.val_paths, probabilities["validation"]))
+    scores = records.score_variant(folder, title, model, data, history, params["batch_size"])
     return scores, history
 
 

@@ -19,7 +19,6 @@ a list of names may also be written with commas (--classes=anger,fear, --classes
 
 import json
 import math
-from pathlib import Path
 
 from cnnlib import config_file
 from cnnlib.errors import ConfigError

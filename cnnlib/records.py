@@ -9,6 +9,9 @@ Offers, in the order a run calls them:
                                   -> the temperature fitted on the validation split,
                                      stored in model.keras and best.keras;
                                      reliability.png (before and after)
+  score_variant(folder, title, model, data, history, batch_size)
+                                  -> {split: Scores} of one trained model (Table 3's
+                                     columns), its calibration and records written
   write_variant(folder, title, classes, scores, history, ...)
                                   -> one model's records: confusion.csv/.png,
                                      per_class.csv, curves.png (Figure 1 or 2) and,
@@ -134,6 +137,22 @@ def write_calibration(folder, probabilities, labels, title="Validation"):
           f"split; ECE {fitted.ece_before:.3f} before, {fitted.ece_after:.3f} after; stored "
           f"in the model file; {folder / 'reliability.png'}")
     return {"T": fitted.temperature, **fitted.as_dict(), "fitted_on": "validation"}
+
+
+def score_variant(folder, title, model, data, history, batch_size=32):
+    """Score one trained `model` on each split of `data` (a PreparedData) and write its
+    records (write_calibration, then write_variant). Returns {split: metrics.Scores}."""
+    sets = {"train": (data.train_images, data.train_labels),
+            "validation": (data.val_images, data.val_labels), "test": data.test}
+    scores, probabilities = {}, {}
+    for split, (images, labels) in ((s, p) for s, p in sets.items() if p is not None):
+        scores[split], probabilities[split] = metrics.score_split(
+            model, images, labels, len(data.classes), batch_size)
+    calibrated = write_calibration(folder, probabilities["validation"], data.val_labels, title)
+    write_variant(folder, title, data.classes, scores, history, data.val_labels,
+                  np.argmax(probabilities["validation"], axis=1), probabilities.get("test"),
+                  calibrated, validation=(data.val_paths, probabilities["validation"]))
+    return scores
 
 
 def write_variant(folder, title, classes, scores, history, val_labels, val_predicted,
