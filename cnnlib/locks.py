@@ -19,15 +19,18 @@ Within one process a lock is re-entrant: taking a lock it already holds succeeds
 """
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 
 from cnnlib.errors import RunError
 
+_MAX_HOLDER_BYTES = 65536  # a holder's line is far shorter
 _HELD = {}  # realpath of a lock file -> [open file descriptor, times taken]
 
 
@@ -37,9 +40,10 @@ def _key(path):
 
 def holder(path):
     """Return {"pid", "command", "started"} written in the lock file `path`, or None."""
-    try:
-        info = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    try:  # a lock file says who holds it in a line; one changed by hand is not read whole
+        with open(path, "rb") as handle:
+            info = json.loads(handle.read(_MAX_HOLDER_BYTES))
+    except (OSError, ValueError, RecursionError):
         return None
     return info if isinstance(info, dict) and isinstance(info.get("pid"), int) else None
 
@@ -55,9 +59,22 @@ def _describe(path):
 
 
 def _open(path):
+    """The lock file's descriptor. Never through a link: the holder writes into the file,
+    and a link put in its place would have it overwrite whatever the link points to."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise RunError(f"The lock file {path} is a link, not a file the suite made: delete "
+                       f"the link (what it points to is left alone) and try again.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device put in its place
+        os.close(fd)
+        raise RunError(f"The lock file {path} is not a regular file: delete it and try "
+                       f"again.")
+    return fd
 
 
 def _write_holder(fd):

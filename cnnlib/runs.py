@@ -49,6 +49,8 @@ from cnnlib.errors import DataError, RunError, UserError
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
 RUN_LOCK = ".run.lock"      # in a run folder: held by the process that trains in it
+# The parameters that make a run what it is: a params.json without one cannot be resumed.
+_DEFINING = ("data_dir", "epochs", "layers", "classes", "image_size", "channels")
 
 
 def check_outside(name, folder, data_dir):
@@ -86,9 +88,14 @@ def resumed_params(resume, params, here, check_values):
     run_dir = find_run(resume, params["runs_dir"])
     hold_run(run_dir)  # before anything is read: one process trains in a run at a time
     saved = read_json(run_dir / "params.json", "run's parameters")
-    if not isinstance(saved, dict) or set(saved) < {"data_dir", "epochs", "layers"}:
+    if not isinstance(saved, dict):
         raise RunError(f"{run_dir / 'params.json'} is not the parameters of a run: it "
                        f"cannot be resumed. Start a new run.")
+    missing = [key for key in _DEFINING if key not in saved]
+    if missing:  # never filled in with today's defaults: the run would be another one
+        raise RunError(f"{run_dir / 'params.json'} has no {missing[0]}, which every run "
+                       f"saves: the file was changed by hand, so it cannot be resumed. "
+                       f"Start a new run.")
     try:  # checked like --name=value: known names, types, finite numbers, ranges
         saved = config.check_saved(saved, params, run_dir / "params.json",
                                    extra=("config_file", "config_values"))
@@ -229,7 +236,8 @@ def read_json(path, what="file"):
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise RunError(f"The {what} {path} is missing.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        # RecursionError: nested thousands deep, as no file of ours is
         raise RunError(f"The {what} {path} is damaged or unreadable "
                        f"({type(error).__name__}).") from None
 

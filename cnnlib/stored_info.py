@@ -16,6 +16,7 @@ sentence naming the file and the key, never a traceback or a silent default.
 import json
 import math
 import zipfile
+import zlib
 from pathlib import Path
 
 from cnnlib import config
@@ -25,6 +26,7 @@ INFO_FILE = "cnn_info.json"  # the entry inside a .keras file
 # The parameters a model's info may hold, each with a value of its type (for the check).
 _TYPES = {"classes": [], "aliases": {}, "image_size": 0, "channels": 0, "crop_faces": False,
           "face_margin": 0.0, "detector": "", "align": False, "layers": []}
+_MAX_INFO_BYTES = 16 * 2**20  # a layer table and classes take kilobytes
 _MAX_TEMPERATURE = 100.0  # calibration.fit_temperature never gives more
 
 
@@ -60,12 +62,21 @@ def read_info(path):
         with zipfile.ZipFile(path) as archive:
             if INFO_FILE not in archive.namelist():
                 return None
-            raw = archive.read(INFO_FILE)
+            size = archive.getinfo(INFO_FILE).file_size
+            # Read no more than the entry's stated size (zipfile stops there), and refuse
+            # a stated size no info needs: a small file may unpack to gigabytes.
+            raw = archive.read(INFO_FILE) if size <= _MAX_INFO_BYTES else None
     except (OSError, zipfile.BadZipFile):
         return None
+    except (zlib.error, EOFError, RuntimeError, NotImplementedError):  # damaged, encrypted
+        raise ModelError(f"The {_where(path)} is damaged (it cannot be unpacked): give a "
+                         f"model cnn_run.py wrote.") from None
+    if raw is None:
+        raise ModelError(f"The {_where(path)} is {size:,} bytes, more than any model's "
+                         f"info ({_MAX_INFO_BYTES:,}): give a model cnn_run.py wrote.")
     try:
         info = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelError(f"The {_where(path)} is damaged (not JSON): give a model "
                          f"cnn_run.py wrote.") from None
     if not isinstance(info, dict):

@@ -118,3 +118,15 @@ def test_a_second_resume_while_the_first_trains_names_the_holder(tmp_path):
     assert (f"error: The run folder {run_dir.relative_to(tmp_path)} is in use by PID "
             f"{first.pid} (") in second.stderr, second.stderr
     assert "Traceback" not in printed and standin.is_standin(tmp_path / "data" / "synthetic")
+
+
+def test_a_lock_file_replaced_by_a_link_never_writes_through_it(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's")
+    (tmp_path / ".run.lock").symlink_to(precious)
+    with pytest.raises(RunError, match="is a link, not a file the suite made"):
+        runs.hold_run(tmp_path)
+    assert precious.read_text() == "the user's"
+    os.mkfifo(tmp_path / ".other.lock")
+    with pytest.raises(RunError, match="is not a regular file"):
+        locks.hold(tmp_path / ".other.lock", "testing")

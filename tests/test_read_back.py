@@ -212,3 +212,39 @@ def test_a_latest_txt_naming_a_path_is_refused(tmp_path, name):
     (tmp_path / runs.LATEST_FILE).write_text(name + "\n")
     with pytest.raises(RunError, match=f"{tmp_path / runs.LATEST_FILE} names"):
         runs.latest_run(tmp_path)
+
+
+def test_json_nested_thousands_deep_is_damage_not_a_traceback(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "state.json").write_text(deep)
+    with pytest.raises(RunError, match="damaged or unreadable .RecursionError"):
+        runs.read_state(tmp_path)
+    with pytest.raises(ModelError, match="damaged .not JSON"):
+        stored_info.read_info(_model_with_info(tmp_path / "m.keras", deep))
+
+
+def test_a_models_info_that_is_huge_or_cannot_be_unpacked_is_refused(tmp_path):
+    path = tmp_path / "big.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(stored_info.INFO_FILE, " " * (17 * 2**20) + "{}")  # 17 KB packed
+    with pytest.raises(ModelError, match="17,825,794 bytes, more than any model's info"):
+        stored_info.read_info(path)
+    path = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(stored_info.INFO_FILE, json.dumps({"classes": ["a", "b"] * 500}))
+    data = bytearray(path.read_bytes())
+    start = data.index(stored_info.INFO_FILE.encode()) + len(stored_info.INFO_FILE)
+    data[start + 8:start + 40] = bytes(32)  # the packed bytes, not the header
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="damaged .it cannot be unpacked"):
+        stored_info.read_info(path)
+
+
+def test_a_params_json_missing_what_defines_the_run_is_not_filled_with_defaults(tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    saved = {key: value for key, value in DEFAULTS.items() if key != "layers"}
+    (run_dir / "params.json").write_text(json.dumps(saved))
+    with pytest.raises(RunError, match="params.json has no layers, which every run saves"):
+        runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+    runs.release_runs()
