@@ -21,7 +21,7 @@ import json
 import math
 
 from cnnlib import config_file
-from cnnlib.errors import ConfigError
+from cnnlib.errors import ConfigError, shown
 
 
 def defaults(module):
@@ -37,8 +37,8 @@ _FALSE = {"false", "0", "no", "off"}
 def _convert(name, text, default):
     """Return `text` converted to the type of `default`, or raise ConfigError."""
     def bad(expected):
-        return ConfigError(f"--{name}={text}: expected {expected} "
-                           f"(the default is {default!r}).")
+        return ConfigError(f"--{name}={shown(text)}: expected {expected} "
+                           f"(the default is {shown(default)}).")
 
     if isinstance(default, bool):  # before int: bool is a subclass of int
         if text.lower() in _TRUE:
@@ -115,11 +115,11 @@ def check_saved(values, defaults, source, extra=()):
         default = defaults[key]
         if not _fits_type(value, default):
             kind = _KINDS.get(type(default), type(default).__name__)
-            raise ConfigError(f"{source}: {key} = {value!r} should be {kind}.")
+            raise ConfigError(f"{source}: {key} = {shown(value)} should be {kind}.")
         bad = _not_finite(value)
         if bad is not None:
-            shown = f"= {value!r} is" if isinstance(value, float) else f"holds {bad!r},"
-            raise ConfigError(f"{source}: {key} {shown} not a finite number.")
+            what = f"= {value!r} is" if isinstance(value, float) else f"holds {bad!r},"
+            raise ConfigError(f"{source}: {key} {what} not a finite number.")
         checked[key] = float(value) if isinstance(default, float) else value
     check_values(checked, source)
     return checked
@@ -168,7 +168,7 @@ def parse_args(argv, defaults, positional=True):
         elif allow_positional:
             positional.append(arg)
         else:
-            raise ConfigError(f"Unexpected argument {arg!r}: parameters are written "
+            raise ConfigError(f"Unexpected argument {shown(arg)}: parameters are written "
                               f"--name=value, and a configuration file ends in .py.")
     for path in files:
         values = read_config_file(path, defaults)
@@ -283,6 +283,6 @@ def check_values(params, source=None):
     for name, (allowed, text) in _RULES.items():
         if name in params and not allowed(params[name]):
             if source:
-                raise ConfigError(f"{source}: {name} = {params[name]!r} is not allowed: it "
+                raise ConfigError(f"{source}: {name} = {shown(params[name])} is not allowed: it "
                                   f"must be {text}.")
-            raise ConfigError(f"--{name}={params[name]!r} is not allowed: it must be {text}.")
+            raise ConfigError(f"--{name}={shown(params[name])} is not allowed: it must be {text}.")

@@ -8,11 +8,14 @@ Offers:
   ModelError   a layer table, or a saved model that cannot be used
   RunError     a run folder: cannot be written, resumed or trusted
   os_error_sentence(error) -> one sentence for an OSError the scripts meet on disk
+  shown(value)             -> the value as Python writes it, shortened to fit a sentence
 
 Anything else that escapes is a bug in the suite and keeps its traceback.
 """
 
 import errno
+
+_SHOWN_CHARS = 80  # a value quoted in a message: a whole megabyte-long list says no more
 
 
 class UserError(Exception):
@@ -63,3 +66,13 @@ def os_error_sentence(error):
     cure = _CURES.get(error.errno, "check that it exists, that you may write there, and "
                                    "that the disk has room")
     return f"Cannot use {where} ({error.strerror or error}): {cure}."
+
+
+def shown(value):
+    """Return repr(value), its middle cut to " ... " past _SHOWN_CHARS characters, so a
+    message quoting a hand-edited value (a list a megabyte long) stays one sentence."""
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    half = _SHOWN_CHARS // 2
+    return f"{text[:half]} ... {text[-half:]}"

@@ -8,7 +8,7 @@ Offers:
 
 import difflib
 
-from cnnlib.errors import ModelError
+from cnnlib.errors import ModelError, shown
 
 # The keys each kind of layer-table entry may have; anything else is a typo.
 LAYER_KEYS = {
@@ -22,17 +22,17 @@ def _check_entry(index, spec):
     """Raise ModelError naming the entry of the layer table that cannot be built."""
     where = f"Layer {index + 1} of the layer table (LAYERS or --layers)"
     if not isinstance(spec, dict):
-        raise ModelError(f"{where} is {spec!r}; write each layer as a dict such as "
+        raise ModelError(f"{where} is {shown(spec)}; write each layer as a dict such as "
                          f"{{\"type\": \"dense\", \"units\": 16}}.")
     kind = spec.get("type")
     if kind not in LAYER_KEYS:
-        raise ModelError(f"{where} has type {kind!r}; use one of "
+        raise ModelError(f"{where} has type {shown(kind)}; use one of "
                          f"{', '.join(repr(k) for k in LAYER_KEYS)}.")
     for key in spec:
         if key not in LAYER_KEYS[kind]:
             close = difflib.get_close_matches(str(key), LAYER_KEYS[kind], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ModelError(f"{where} has the key {key!r}{hint}; a {kind!r} layer takes "
+            raise ModelError(f"{where} has the key {shown(key)}{hint}; a {shown(kind)} layer takes "
                              f"{', '.join(sorted(LAYER_KEYS[kind]))}.")
     if kind != "global_pool" and "units" not in spec:
         raise ModelError(f"{where} has no 'units'; give the number of "
@@ -40,16 +40,16 @@ def _check_entry(index, spec):
     for key, low in (("units", 1), ("kernel", 1), ("pool", 0)):
         value = spec.get(key, low)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65536:
-            raise ModelError(f"{where} has {key} {value!r}; use a whole number from {low} "
+            raise ModelError(f"{where} has {key} {shown(value)}; use a whole number from {low} "
                              f"to 65536.")
     rate = spec.get("dropout", 0.0)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ModelError(f"{where} has dropout {rate!r}; use a rate from 0 up to (not "
+        raise ModelError(f"{where} has dropout {shown(rate)}; use a rate from 0 up to (not "
                          f"including) 1.")
     if spec.get("padding", "valid") not in ("valid", "same"):
-        raise ModelError(f"{where} has padding {spec['padding']!r}; use 'valid' or 'same'.")
+        raise ModelError(f"{where} has padding {shown(spec['padding'])}; use 'valid' or 'same'.")
     if not isinstance(spec.get("batchnorm", False), bool):
-        raise ModelError(f"{where} has batchnorm {spec['batchnorm']!r}; use true or false.")
+        raise ModelError(f"{where} has batchnorm {shown(spec['batchnorm'])}; use true or false.")
 
 
 def check_layer_table(layer_table):
@@ -66,7 +66,7 @@ def check_layer_table(layer_table):
     first_dense = kinds.index("dense")
     for index, kind in enumerate(kinds):
         if kind != "dense" and index > first_dense:
-            raise ModelError(f"Layer {index + 1} of the layer table is a {kind!r} entry after "
+            raise ModelError(f"Layer {index + 1} of the layer table is a {shown(kind)} entry after "
                              f"a 'dense' one; put conv layers (and global_pool) first.")
         if kind == "global_pool" and index + 1 < len(kinds) and kinds[index + 1] != "dense":
             raise ModelError(f"Layer {index + 1} of the layer table is 'global_pool', which "

@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cnnlib import atomic, config, locks, stored_info
-from cnnlib.errors import DataError, RunError, UserError
+from cnnlib.errors import DataError, RunError, UserError, shown
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
@@ -319,7 +319,7 @@ def check_state(state, path):
             raise RunError(f"The run state {path} is damaged: it has no {key}. Start a new "
                            f"run.")
         if not good:
-            raise RunError(f"{path}: {key} = {state.get(key)!r} is not allowed: it must be "
+            raise RunError(f"{path}: {key} = {shown(state.get(key))} is not allowed: it must be "
                            f"{must}; the file was changed by hand, so start a new run.")
     return state
 
@@ -342,7 +342,7 @@ def latest_run(runs_dir):
     except (OSError, UnicodeDecodeError):
         return None
     if name and (name != Path(name).name or name in (".", "..")):
-        raise RunError(f"{marker} names {name!r}, which is not a folder name: it holds the "
+        raise RunError(f"{marker} names {shown(name)}, which is not a folder name: it holds the "
                        f"name of a run folder in {runs_dir}; give --model=PATH, or delete it.")
     run_dir = Path(runs_dir) / name
     return run_dir if name and run_dir.is_dir() else None

@@ -20,7 +20,7 @@ import zlib
 from pathlib import Path
 
 from cnnlib import config
-from cnnlib.errors import ConfigError, ModelError
+from cnnlib.errors import ConfigError, ModelError, shown
 
 INFO_FILE = "cnn_info.json"  # the entry inside a .keras file
 # The parameters a model's info may hold, each with a value of its type (for the check).
@@ -46,7 +46,7 @@ def _check_calibration(record, path):
     temperature = record.get("temperature") if isinstance(record, dict) else None
     if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
             and math.isfinite(temperature) and 0 < temperature <= _MAX_TEMPERATURE):
-        raise ModelError(f"{_where(path, 'calibration')}: temperature = {temperature!r} "
+        raise ModelError(f"{_where(path, 'calibration')}: temperature = {shown(temperature)} "
                          f"should be a finite number in (0, {_MAX_TEMPERATURE:g}]; calibrate "
                          f"the model again (cnn_eval.py --calibrate).")
 
@@ -113,6 +113,6 @@ def check_matches(info, source, **expected):
                                  f"model cnn_run.py wrote, unchanged.")
             continue
         if info.get(key) is not None and value is not None and info[key] != value:
-            raise ModelError(f"{source}, key {key}: {info[key]!r} does not match the "
-                             f"model or its run ({value!r}); the file was changed by hand, so "
+            raise ModelError(f"{source}, key {key}: {shown(info[key])} does not match the "
+                             f"model or its run ({shown(value)}); the file was changed by hand, so "
                              f"give a model cnn_run.py wrote, or start a new run.")

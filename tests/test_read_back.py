@@ -248,3 +248,11 @@ def test_a_params_json_missing_what_defines_the_run_is_not_filled_with_defaults(
     with pytest.raises(RunError, match="params.json has no layers, which every run saves"):
         runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
     runs.release_runs()
+
+
+def test_a_huge_value_is_quoted_short_in_its_one_sentence(tmp_path):
+    path = tmp_path / "long.py"
+    path.write_text("CLASSES = [" + '"a", ' * 300_000 + "]\n")
+    with pytest.raises(config.ConfigError) as error:
+        config.read_config_file(path, DEFAULTS)
+    assert len(str(error.value)) < 400 and "CLASSES = ['a', 'a'" in str(error.value)
