@@ -370,9 +370,13 @@ def main(argv=None):
     except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM
         return interrupt.report(error)
     except UserError as error:
+        if interrupt.pending():  # a library made the Ctrl-C its own error
+            return interrupt.report(interrupt.pending())
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
+        if interrupt.pending():
+            return interrupt.report(interrupt.pending())
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     print(f"Examples per class: {path}")

@@ -371,10 +371,14 @@ def main(argv=None):
         return interrupt.report(error)
     except UserError as error:
         runs.remove_empty_made()  # an output folder never written to
+        if interrupt.pending():  # a library made the Ctrl-C its own error
+            return interrupt.report(interrupt.pending())
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # e.g. a model's folder the user may not write to
         runs.remove_empty_made()
+        if interrupt.pending():
+            return interrupt.report(interrupt.pending())
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     return 0

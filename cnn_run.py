@@ -235,10 +235,14 @@ def main(argv=None):
         run(params, explicit=finetune.explicit_names(argv, params.get("config_values")))
     except UserError as error:
         runs.remove_empty_made()  # an output folder never written to
+        if interrupt.pending():  # a library made the Ctrl-C its own error
+            return interrupt.report(interrupt.pending())
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the disk: permissions, space, a path that vanished
         runs.remove_empty_made()
+        if interrupt.pending():
+            return interrupt.report(interrupt.pending())
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: 130 or 143, and how to resume

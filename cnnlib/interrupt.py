@@ -11,6 +11,9 @@ Offers, in call order:
   handled()                  the Ctrl-C just caught was the expected way to stop (a webcam)
   worker_init(parent)        initializer of pool workers: they leave signals to the parent
                              and die with it
+  pending()                  -> the interruption received, for report(), or None: an
+                             error raised after a signal (a library that made the Ctrl-C
+                             its own error) is reported as the interruption
   exit_status(error)         -> 130 for Ctrl-C, 143 for SIGTERM (128 + the signal)
   report(error)              prints the closing sentence; returns exit_status(error)
   Interrupted                the exception SIGTERM raises: a KeyboardInterrupt with a signum
@@ -52,6 +55,7 @@ _partial = {}  # Path being written that an interruption removes -> the name to 
 _removed = []  # the names of those removed, for the closing sentence
 _hint = [None]
 _watchdog = {}  # "control": the fd of the pipe to the watchdog, "pid"
+_received = []  # the signals this process took since install() (or handled()), in order
 
 
 class Interrupted(KeyboardInterrupt):
@@ -63,7 +67,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _raise(signum, frame):
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def _raise_ctrl_c(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
 
 
 def install():
@@ -91,17 +101,17 @@ def install():
     _watchdog.update(control=control_write, pid=pid)
     os.set_blocking(signals_write, False)
     signal.set_wakeup_fd(signals_write, warn_on_full_buffer=False)
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # started with `&` or nohup
+    # Also when started with `&` or nohup (SIGINT ignored); noted, then as Python's own.
+    signal.signal(signal.SIGINT, _raise_ctrl_c)
     _reset_on_delivery(signal.SIGINT)
     rearm()
     os.register_at_fork(after_in_child=_forget)
     hook = sys.excepthook
 
     def excepthook(kind, error, trace):
-        if not issubclass(kind, KeyboardInterrupt):
+        if not issubclass(kind, KeyboardInterrupt) and not _received:
             return hook(kind, error, trace)
-        _exit(report(error))
+        _exit(report(error if issubclass(kind, KeyboardInterrupt) else pending()))
 
     sys.excepthook = excepthook
 
@@ -241,8 +251,9 @@ def removed_if_interrupted(path, shown=None):
     _tell(add=str(path), shown=_partial[path])
     try:
         yield path
-    except KeyboardInterrupt:
-        _remove(path, _partial[path])
+    except BaseException as error:  # also an error that a signal turned into another
+        if isinstance(error, KeyboardInterrupt) or _received:
+            _remove(path, _partial[path])
         raise
     finally:
         _partial.pop(path, None)
@@ -264,6 +275,7 @@ def handled():
     """The Ctrl-C just caught is the expected way to stop (a webcam): no forced end, and
     the next Ctrl-C is handled as the first was."""
     _tell(calm=True)
+    _received.clear()
     if _watchdog:
         _reset_on_delivery(signal.SIGINT)
 
@@ -282,6 +294,16 @@ def worker_init(parent):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
+
+
+def pending():
+    """Return the first interruption this process received (KeyboardInterrupt for Ctrl-C,
+    Interrupted for SIGTERM), or None. A library may turn the KeyboardInterrupt raised
+    inside it into an error of its own; the scripts report that error as the interruption.
+    """
+    if not _received:
+        return None
+    return KeyboardInterrupt() if _received[0] == signal.SIGINT else Interrupted(_received[0])
 
 
 def exit_status(error):

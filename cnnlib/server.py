@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import decode, faces, landmarks
+from cnnlib import decode, faces, interrupt, landmarks
 from cnnlib.errors import ConfigError
 from cnnlib.uploads import ApiError, read_image, request_body
 
@@ -351,10 +351,10 @@ def serve(predictor, host="127.0.0.1", port=DEFAULT_PORT, limits=None, faces_mod
               f"authentication.")
     print(f"Limits: body {limits.max_body:,} bytes, {limits.max_pixels:,} pixels, "
           f"{limits.max_inference} at once, {limits.max_waiting} waiting.")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        print("Stopped.")
+    try:  # Ctrl-C or SIGTERM ends it as any command: exit status 130 or 143
+        server.run()  # waitress returns quietly from the KeyboardInterrupt it met
     finally:
         server.close()
+    if interrupt.pending():
+        raise interrupt.pending()
 

@@ -121,6 +121,26 @@ def test_an_interrupted_block_removes_what_it_made_and_nothing_else(tmp_path):
     assert not made.exists() and kept.is_dir()
 
 
+def test_an_error_a_library_makes_of_a_signal_is_the_interruption(tmp_path, monkeypatch):
+    # Keras turned a Ctrl-C during a SavedModel export into "cannot convert Flatten";
+    # waitress returns quietly from one: both are reported as the signal they were.
+    monkeypatch.setattr(interrupt, "_received", [])
+    monkeypatch.setattr(interrupt, "_removed", [])
+    assert interrupt.pending() is None
+    made = tmp_path / "export"
+    made.mkdir()
+    with pytest.raises(ValueError):
+        with interrupt.removed_if_interrupted(made):
+            try:
+                interrupt._raise(signal.SIGTERM, None)
+            except KeyboardInterrupt:
+                raise ValueError("Exception encountered when calling Flatten.call()")
+    assert not made.exists()
+    assert interrupt.exit_status(interrupt.pending()) == 143
+    interrupt.handled()  # an expected stop (a webcam) is no interruption
+    assert interrupt.pending() is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,group", [(signal.SIGINT, True), (signal.SIGTERM, False)])
 def test_standin_generation_stops_with_its_workers_and_leaves_no_folder(tmp_path, signum,
