@@ -114,6 +114,13 @@ def install():
         _exit(report(error if issubclass(kind, KeyboardInterrupt) else pending()))
 
     sys.excepthook = excepthook
+    unraisable = sys.unraisablehook
+
+    def unraisablehook(info):  # a signal that landed in a finalizer: noted, not printed
+        if not (info.exc_type and issubclass(info.exc_type, KeyboardInterrupt)):
+            unraisable(info)
+
+    sys.unraisablehook = unraisablehook
 
 
 def rearm():
@@ -251,6 +258,8 @@ def removed_if_interrupted(path, shown=None):
     _tell(add=str(path), shown=_partial[path])
     try:
         yield path
+        if _received:  # a signal raised where Python drops exceptions (a __del__)
+            raise pending()
     except BaseException as error:  # also an error that a signal turned into another
         if isinstance(error, KeyboardInterrupt) or _received:
             _remove(path, _partial[path])

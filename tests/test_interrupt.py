@@ -139,6 +139,14 @@ def test_an_error_a_library_makes_of_a_signal_is_the_interruption(tmp_path, monk
     assert interrupt.exit_status(interrupt.pending()) == 143
     interrupt.handled()  # an expected stop (a webcam) is no interruption
     assert interrupt.pending() is None
+    # A Ctrl-C raised inside a finalizer (TensorFlow's __del__) is dropped by Python: the
+    # block ends normally, and the next output block is where it takes effect.
+    made.mkdir()
+    interrupt._received.append(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.removed_if_interrupted(made):
+            (made / "report.png").write_bytes(b"finished?")
+    assert not made.exists()
 
 
 @pytest.mark.slow
