@@ -74,6 +74,8 @@ def read_tf_config(text):
                           f"(index 1 on the second machine; see the README).")
     try:
         config = json.loads(text)
+        if not isinstance(config, dict):
+            raise ValueError("it is not a JSON object")
         cluster, task = config["cluster"], config["task"]
         if not isinstance(cluster, dict) or not isinstance(task, dict):
             raise ValueError("cluster and task must be objects")
@@ -91,6 +93,9 @@ def read_tf_config(text):
         if kind not in cluster or isinstance(index, bool) or not isinstance(index, int) \
                 or not 0 <= index < len(cluster[kind]):
             raise ValueError(f"task {kind} {index} is not in the cluster")
+    except RecursionError:  # nested thousands deep
+        raise ConfigError(f"TF_CONFIG is not a usable cluster (nested too deeply): write it "
+                          f"as TF_CONFIG='{example}'.") from None
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"TF_CONFIG is not a usable cluster ({error}): write it as "
                           f"TF_CONFIG='{example}'.") from None
@@ -100,7 +105,7 @@ def read_tf_config(text):
 def _check_address(address):
     """Raise ValueError unless `address` is "host:port" with a port from 1 to 65535."""
     host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"{address!r} is not host:port with a port from 1 to 65535")
 
 

@@ -277,6 +277,9 @@ def test_device_and_cluster_mistakes_are_one_clear_error(monkeypatch, capsys, ti
         cluster.read_tf_config("")
     with pytest.raises(ConfigError, match="not a usable cluster"):
         cluster.read_tf_config('{"cluster": {"worker": ["a:1"]}, "task": {"index": 3}}')
+    for text in ("[" * 100_000, "[]", '{"cluster": {"worker": ["a:\u0661"]}, "task": {}}'):
+        with pytest.raises(ConfigError, match="not a usable cluster"):  # deep, a list, ١
+            cluster.read_tf_config(text)
     found, task = cluster.read_tf_config(
         '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
     assert task == {"type": "worker", "index": 1} and len(found["worker"]) == 2
