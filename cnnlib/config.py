@@ -37,7 +37,7 @@ _FALSE = {"false", "0", "no", "off"}
 def _convert(name, text, default):
     """Return `text` converted to the type of `default`, or raise ConfigError."""
     def bad(expected):
-        return ConfigError(f"--{name}={shown(text)}: expected {expected} "
+        return ConfigError(f"--{name}={shown(text)[1:-1]}: expected {expected} "
                            f"(the default is {shown(default)}).")
 
     if isinstance(default, bool):  # before int: bool is a subclass of int
