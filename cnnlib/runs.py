@@ -47,6 +47,7 @@ from cnnlib import atomic, config, locks, stored_info
 from cnnlib.errors import DataError, RunError, UserError, shown
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
+_MAX_NAME_BYTES = 255       # the longest folder name Linux file systems allow
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
 RUN_LOCK = ".run.lock"      # in a run folder: held by the process that trains in it
 # The parameters that make a run what it is: a params.json without one cannot be resumed.
@@ -335,13 +336,20 @@ def mark_latest(runs_dir, run_dir):
 
 
 def latest_run(runs_dir):
-    """Return the Path of the latest recorded run in `runs_dir`, or None."""
+    """Return the Path of the latest recorded run in `runs_dir`, or None.
+
+    RunError for a latest.txt that holds anything but one folder name (a path, several
+    lines, bytes that are no text, a name longer than a file system allows).
+    """
     marker = Path(runs_dir) / LATEST_FILE
     try:
-        name = marker.read_text().strip()
-    except (OSError, UnicodeDecodeError):
+        with open(marker, "rb") as handle:  # a name, not a file read whole: /dev/zero?
+            raw = handle.read(_MAX_NAME_BYTES + 2)
+    except OSError:
         return None
-    if name and (name != Path(name).name or name in (".", "..")):
+    name = raw.decode("utf-8", "replace").strip()
+    if name and (name != Path(name).name or name in (".", "..") or "\ufffd" in name
+                 or any(c in name for c in "\0\n\r") or len(name.encode()) > _MAX_NAME_BYTES):
         raise RunError(f"{marker} names {shown(name)}, which is not a folder name: it holds the "
                        f"name of a run folder in {runs_dir}; give --model=PATH, or delete it.")
     run_dir = Path(runs_dir) / name

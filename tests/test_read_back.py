@@ -207,10 +207,18 @@ def test_hand_edited_files_end_the_scripts_with_one_sentence(tmp_path):
         assert line.startswith(f"error: {start}"), (line, start)
 
 
-@pytest.mark.parametrize("name", ["../elsewhere", "/tmp", ".."])
+@pytest.mark.parametrize("name", ["../elsewhere", "/tmp", "..", "a\nb", "a\0b", "x" * 5_000_000,
+                                  "\udcff"])
 def test_a_latest_txt_naming_a_path_is_refused(tmp_path, name):
-    (tmp_path / runs.LATEST_FILE).write_text(name + "\n")
-    with pytest.raises(RunError, match=f"{tmp_path / runs.LATEST_FILE} names"):
+    (tmp_path / runs.LATEST_FILE).write_bytes(name.encode(errors="surrogateescape") + b"\n")
+    with pytest.raises(RunError, match=f"{tmp_path / runs.LATEST_FILE} names") as error:
+        runs.latest_run(tmp_path)
+    assert len(str(error.value)) < 400
+
+
+def test_a_latest_txt_linked_to_an_endless_file_is_read_no_further_than_a_name(tmp_path):
+    (tmp_path / runs.LATEST_FILE).symlink_to("/dev/zero")
+    with pytest.raises(RunError, match="which is not a folder name"):
         runs.latest_run(tmp_path)
 
 
