@@ -23,6 +23,7 @@ from cnnlib.errors import ConfigError
 # more, and 9**9**9-like values would take minutes and gigabytes to compute.
 _MAX_BITS = 4096
 _MAX_ITEMS = 100_000  # and lists and strings built by + stay below this length
+_MAX_FILE_BYTES = 16 * 2**20  # a configuration file is a few kilobytes
 
 # What each statement of a configuration file that is not NAME = value would be called.
 _STATEMENTS = {ast.If: "an if block", ast.Try: "a try block", ast.For: "a for loop",
@@ -154,7 +155,16 @@ def _parse(path):
         raise ConfigError(f"Failed to find the configuration file {path}: give the path "
                           f"of a .py file such as configs/report.py.")
     try:
-        return ast.parse(path.read_bytes(), filename=str(path))
+        with path.open("rb") as handle:  # a file far larger than any configuration: refused
+            source = handle.read(_MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path} cannot be read ({error.strerror or error}): check its "
+                          f"permissions.") from None
+    if len(source) > _MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than {_MAX_FILE_BYTES // 2**20} MiB: a "
+                          f"configuration file holds a few NAME = value lines.")
+    try:
+        return ast.parse(source, filename=str(path))
     except SyntaxError as error:
         raise ConfigError(f"{path}, line {error.lineno or 1}: not valid Python "
                           f"({error.msg}).") from None

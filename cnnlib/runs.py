@@ -48,6 +48,7 @@ from cnnlib.errors import DataError, RunError, UserError, shown
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 _MAX_NAME_BYTES = 255       # the longest folder name Linux file systems allow
+_MAX_JSON_BYTES = 64 * 2**20  # params.json, state.json...: kilobytes as the suite writes them
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
 RUN_LOCK = ".run.lock"      # in a run folder: held by the process that trains in it
 # The parameters that make a run what it is: a params.json without one cannot be resumed.
@@ -234,7 +235,12 @@ write_json = atomic.write_json
 def read_json(path, what="file"):
     """Return the JSON data stored at `path`; RunError if it is missing or damaged."""
     try:
-        return json.loads(Path(path).read_text())
+        with open(path, "rb") as handle:  # never read whole: a hand-made file may be endless
+            raw = handle.read(_MAX_JSON_BYTES + 1)
+        if len(raw) > _MAX_JSON_BYTES:
+            raise RunError(f"The {what} {path} is larger than {_MAX_JSON_BYTES // 2**20} MiB, "
+                           f"far more than the suite writes: it was replaced by hand.")
+        return json.loads(raw)
     except FileNotFoundError:
         raise RunError(f"The {what} {path} is missing.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:

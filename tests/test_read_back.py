@@ -264,3 +264,15 @@ def test_a_huge_value_is_quoted_short_in_its_one_sentence(tmp_path):
     with pytest.raises(config.ConfigError) as error:
         config.read_config_file(path, DEFAULTS)
     assert len(str(error.value)) < 400 and "CLASSES = ['a', 'a'" in str(error.value)
+
+
+def test_a_file_read_back_is_never_read_whole_when_far_too_large(tmp_path):
+    big = tmp_path / "big.py"
+    with big.open("wb") as handle:
+        handle.truncate(100 * 2**20)  # sparse: no disk used
+    with pytest.raises(config.ConfigError, match="big.py is larger than 16 MiB"):
+        config.read_config_file(big, DEFAULTS)
+    with (tmp_path / "state.json").open("wb") as handle:
+        handle.truncate(100 * 2**20)
+    with pytest.raises(RunError, match="state.json is larger than 64 MiB"):
+        runs.read_state(tmp_path)
