@@ -150,6 +150,16 @@ def _decode_with_pillow(path, size, channels):
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+# No face photo is this large: a bigger file is turned down before it is read whole, on
+# every path (training, eval, faces).
+MAX_IMAGE_BYTES = 256 * 2**20
+
+
+def _too_many_bytes(path):
+    return (f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MiB, too large for an image "
+            f"of a face.")
+
+
 # Formats TensorFlow decodes, by their first bytes (the report's decode_jpeg and kin).
 _TF_MAGIC = (b"\xff\xd8", b"\x89PNG", b"GIF8", b"BM")
 _HEADER_BYTES = 65536  # enough to see a JPEG's EXIF and Adobe markers
@@ -218,6 +228,8 @@ def _decode(path, channels, tf_decode, size=None):
     Returns (uint8 pixels [H, W, channels], whether `tf_decode` made them).
     Raises DataError when the file is empty or not a readable image.
     """
+    if os.path.getsize(path) > MAX_IMAGE_BYTES:  # TensorFlow would read it whole
+        raise DataError(_too_many_bytes(path))
     with open(path, "rb") as handle:
         head = handle.read(_HEADER_BYTES)
     if not head:
@@ -263,16 +275,13 @@ def decode_full(path, channels):
         data, channels=channels, expand_animations=False))[0]
 
 
-# No face photo is this large: a bigger file is turned down before it is read whole.
-MAX_IMAGE_BYTES = 256 * 2**20
 
 
 def _tf_route(path):
     """True if TensorFlow should decode `path`, False if Pillow; a str if unusable."""
     try:
         if os.path.getsize(path) > MAX_IMAGE_BYTES:
-            return (f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MiB, too large for "
-                    f"an image of a face.")
+            return _too_many_bytes(path)
         with open(path, "rb") as handle:
             head = handle.read(_HEADER_BYTES)
         if head:

@@ -204,3 +204,15 @@ results['read_only'] = call(cnn_run.main, ['--runs_dir={tmp_path / "ro"}', '--ep
     assert ".partial" not in line
     one_sentence(results["read_only"], tmp_path / "ro", "--runs_dir")
     assert not [p for p in tmp_path.rglob("*") if p.is_dir() and not any(p.iterdir())]
+
+
+def test_every_decoder_refuses_a_file_too_large_before_reading_it(tmp_path):
+    from cnnlib import decode
+    from cnnlib.errors import DataError
+
+    path = write_image(tmp_path / "padded.png", (40, 40), "L")
+    with path.open("r+b") as handle:
+        handle.truncate(decode.MAX_IMAGE_BYTES + 1)  # sparse: a small image, then zeros
+    for read in (lambda: decode.decode_full(path, 1), lambda: decode.decode_image(path, 32, 1)):
+        with pytest.raises(DataError, match="larger than 256 MiB"):
+            read()
