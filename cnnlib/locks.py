@@ -66,10 +66,11 @@ def _open(path):
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
-        if error.errno != errno.ELOOP:
+        if error.errno not in (errno.ELOOP, errno.EISDIR):
             raise
-        raise RunError(f"The lock file {path} is a link, not a file the suite made: delete "
-                       f"the link (what it points to is left alone) and try again.") from None
+        what = "a link" if error.errno == errno.ELOOP else "a folder"
+        raise RunError(f"The lock file {path} is {what}, not a file the suite made: delete "
+                       f"it (a link's target is left alone) and try again.") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device put in its place
         os.close(fd)
         raise RunError(f"The lock file {path} is not a regular file: delete it and try "

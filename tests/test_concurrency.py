@@ -124,9 +124,12 @@ def test_a_lock_file_replaced_by_a_link_never_writes_through_it(tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("the user's")
     (tmp_path / ".run.lock").symlink_to(precious)
-    with pytest.raises(RunError, match="is a link, not a file the suite made"):
+    with pytest.raises(RunError, match="is a link, not a file the suite made: delete it"):
         runs.hold_run(tmp_path)
     assert precious.read_text() == "the user's"
     os.mkfifo(tmp_path / ".other.lock")
     with pytest.raises(RunError, match="is not a regular file"):
         locks.hold(tmp_path / ".other.lock", "testing")
+    (tmp_path / ".folder.lock").mkdir()
+    with pytest.raises(RunError, match="is a folder, not a file the suite made"):
+        locks.hold(tmp_path / ".folder.lock", "testing")
