@@ -308,7 +308,7 @@ def export_or_serve(model_paths, sources, params):
     if params["export"] and params["export"] not in export.FORMATS:
         raise ModelError(f"--export={params['export']!r} is not a format: use one of "
                          f"{', '.join(export.FORMATS)}.")
-    limits = server.check_limits(params) if params["serve"] >= 0 else None
+    limits = server.check_limits(params) if params["serve"] != -1 else None
     status = 0
     for model_path in model_paths[:1] if limits else model_paths:
         model = cnn_model.load_model(model_path)
@@ -348,7 +348,7 @@ def main(argv=None):
         params["explicit"] = face_settings.explicit_names(argv, params)
         decode.set_max_pixels(params["max_pixels"])
         model_paths = find_models(params["model"], params["runs_dir"])
-        if params["export"] or params["serve"] >= 0:
+        if params["export"] or params["serve"] != -1:
             return export_or_serve(model_paths, sources, params)
         jobs = plan(sources, params)
         for model_path in model_paths:

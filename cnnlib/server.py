@@ -31,6 +31,7 @@ Inference is bounded: at most --max_inference requests run the detector and the 
 at once, at most --max_waiting more wait for a turn, and any beyond get 503 at once.
 """
 
+import errno
 import os
 import threading
 import time
@@ -340,8 +341,18 @@ def make_server(app, host="127.0.0.1", port=DEFAULT_PORT, limits=None):
 def serve(predictor, host="127.0.0.1", port=DEFAULT_PORT, limits=None, faces_mode="auto"):
     """Serve `predictor` until Ctrl-C; prints the address first."""
     limits = limits or Limits()
-    server = make_server(create_app(predictor, limits, faces.face_mode(faces_mode)), host,
-                         port, limits)
+    app = create_app(predictor, limits, faces.face_mode(faces_mode))
+    try:
+        server = make_server(app, host, port, limits)
+    except OSError as error:  # the port in use, a host that is not this machine's
+        cure = ("stop what uses it, or give another port with --serve=PORT"
+                if error.errno == errno.EADDRINUSE else
+                "give --host an address of this machine (the default 127.0.0.1 serves it alone)")
+        raise ConfigError(f"Cannot serve on {host}:{port} ({error.strerror or error}): "
+                          f"{cure}.") from None
+    except ValueError:  # waitress, for a host name that does not resolve
+        raise ConfigError(f"--host={host} does not resolve to an address: give this "
+                          f"machine's name or IP address, or leave --host out.") from None
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving {predictor.name} ({len(predictor.classes)} classes, "
           f"{predictor.image_size}x{predictor.image_size}x{predictor.channels}) at "

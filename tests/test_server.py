@@ -226,3 +226,14 @@ def test_mtcnn_faces_come_with_their_landmarks(tmp_path):
         box = face["box"]
         x, y = face["landmarks"]["nose"]
         assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"]
+
+
+def test_a_port_in_use_or_a_host_not_here_is_one_sentence(live):
+    from cnnlib.errors import ConfigError
+
+    predictor = live[2]
+    with pytest.raises(ConfigError, match=r"127.0.0.1:\d+ \(Address already in use\): stop"):
+        server.serve(predictor, "127.0.0.1", live[1], LIMITS)
+    with pytest.raises(ConfigError, match="--host=nonexistent.invalid does not resolve"):
+        server.serve(predictor, "nonexistent.invalid", 0, LIMITS)
+    assert cnn_eval.main(["--serve=-5", "--model=missing.keras"]) == 2  # not "off"
