@@ -228,7 +228,7 @@ def test_mtcnn_faces_come_with_their_landmarks(tmp_path):
         assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"]
 
 
-def test_a_port_in_use_or_a_host_not_here_is_one_sentence(live):
+def test_a_port_in_use_or_a_host_not_here_is_one_sentence(live, capsys):
     from cnnlib.errors import ConfigError
 
     predictor = live[2]
@@ -237,3 +237,4 @@ def test_a_port_in_use_or_a_host_not_here_is_one_sentence(live):
     with pytest.raises(ConfigError, match="--host=nonexistent.invalid does not resolve"):
         server.serve(predictor, "nonexistent.invalid", 0, LIMITS)
     assert cnn_eval.main(["--serve=-5", "--model=missing.keras"]) == 2  # not "off"
+    assert "--serve=-5 is not allowed" in capsys.readouterr().err
