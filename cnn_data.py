@@ -368,13 +368,16 @@ def main(argv=None):
             plots.plot_examples(images, labels, data.classes, path, augmented=augmented)
             near_duplicates.write_groups(duplicates, data.duplicates, data.duplicate_items)
     except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM
+        runs.remove_empty_made()  # a runs folder made, nothing in it yet
         return interrupt.report(error)
     except UserError as error:
+        runs.remove_empty_made()
         if interrupt.pending():  # a library made the Ctrl-C its own error
             return interrupt.report(interrupt.pending())
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
+        runs.remove_empty_made()
         if interrupt.pending():
             return interrupt.report(interrupt.pending())
         print(f"error: {os_error_sentence(error)}", file=sys.stderr)

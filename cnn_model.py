@@ -34,6 +34,7 @@ so it loads and predicts anywhere.
 
 import functools
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from keras import layers
 
 from cnnlib import atomic, checkpoints, cluster, multiworker, runs, stored_info
 from cnnlib.errors import ModelError, RunError
-from cnnlib.layer_table import check_layer_table
+from cnnlib.layer_table import check_layer_table, weight_count
 from cnnlib.precision import PRECISIONS, compile_in_precision, with_precision
 from cnnlib.precision import model_precision  # noqa: F401  (offered here too)
 
@@ -146,6 +147,27 @@ def _stack(layer_table, num_classes, image_size, channels, dropout, augmentation
     return inputs, x
 
 
+# Bytes each weight takes in training: itself, its gradient and Adam's two moments (float32).
+_TRAINING_BYTES_PER_WEIGHT = 16
+
+
+def _check_fits(layer_table, num_classes, image_size, channels):
+    """Raise ModelError when training the table's weights would take more than this
+    machine's memory: Linux hands out memory it does not have, and the kernel then ends
+    the largest process (maybe another one) instead of Keras raising."""
+    weights = weight_count(layer_table, num_classes, image_size, channels)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on Linux: Keras' own error then
+        return
+    if weights * _TRAINING_BYTES_PER_WEIGHT > memory:
+        need = weights * _TRAINING_BYTES_PER_WEIGHT / 2**30
+        raise ModelError(f"The layer table (LAYERS or --layers) makes {weights:,} weights at "
+                         f"--image_size={image_size}, {need:,.0f} GiB to train, more than this "
+                         f"machine's {memory / 2**30:.0f} GiB: use fewer units, more pooling "
+                         f"or a smaller image.")
+
+
 def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=True,
                 learning_rate=1e-3, seed=None, augmentation=None, precision="none",
                 **compile_options):
@@ -163,6 +185,7 @@ def build_model(layer_table, num_classes, image_size=96, channels=1, dropout=Tru
     Returns the compiled model. Raises ModelError for a layer table that cannot be built.
     """
     check_layer_table(layer_table)
+    _check_fits(layer_table, num_classes, image_size, channels)
     if seed is not None:
         keras.utils.set_random_seed(seed)
 

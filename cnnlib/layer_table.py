@@ -4,6 +4,9 @@ Offers:
   LAYER_KEYS                    the keys each kind of entry (conv, dense, global_pool) takes
   check_layer_table(layer_table) raises ModelError for an entry that cannot be built, with
                                 the entry's number, and the key meant for a misspelt one
+  weight_count(layer_table, num_classes, image_size, channels)
+                             -> the number of weights the model will have, worked out
+                                before any is made (0 when a layer leaves no pixels)
 """
 
 import difflib
@@ -71,3 +74,31 @@ def check_layer_table(layer_table):
         if kind == "global_pool" and index + 1 < len(kinds) and kinds[index + 1] != "dense":
             raise ModelError(f"Layer {index + 1} of the layer table is 'global_pool', which "
                              f"ends the conv part; put it after the last conv layer.")
+
+
+def weight_count(layer_table, num_classes, image_size, channels):
+    """Return how many weights the checked `layer_table` gives, counted from the shapes
+    alone (cnn_model._stack's layers: conv, batch norm, pooling, dense), so a table too
+    large for the machine is refused before Keras allocates it. 0 when a layer leaves no
+    pixels (Keras then says which)."""
+    size, depth, flat, total = image_size, channels, None, 0
+    for index, spec in enumerate(layer_table):
+        kind = spec["type"]
+        norm = 4 if spec.get("batchnorm") else 1  # gamma, beta and two moving statistics
+        if kind == "conv":
+            kernel, units = spec.get("kernel", 3), spec["units"]
+            if spec.get("padding", "valid") == "valid":
+                size -= kernel - 1
+            total += kernel * kernel * depth * units + norm * units
+            size //= spec.get("pool", 0) or 1
+            depth = units
+            if size <= 0:
+                return 0
+        elif kind == "global_pool":
+            flat = depth
+        else:
+            inputs = flat if flat is not None else size * size * depth
+            units = num_classes if index == len(layer_table) - 1 else spec["units"]
+            total += inputs * units + (1 if index == len(layer_table) - 1 else norm) * units
+            flat = units
+    return total

@@ -155,8 +155,10 @@ def check_runs_dir(runs_dir, data_dir=None):
     existing = next((p for p in [runs_dir, *runs_dir.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise RunError(f"--runs_dir={runs_dir} cannot be made: {existing} is a file.")
+    missing = [p for p in (runs_dir, *runs_dir.parents) if not p.exists()]
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
+        _made.extend(reversed(missing))  # removed again if the command stops with nothing
         with tempfile.TemporaryFile(dir=runs_dir):
             pass
     except OSError as error:

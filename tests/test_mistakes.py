@@ -109,3 +109,11 @@ def test_claimed_paths_are_never_handed_out_twice(tmp_path):
     first = runs.claim_path(tmp_path / "x.png")
     second = runs.claim_path(tmp_path / "x.png")
     assert first != second and first.exists() and second.exists()
+
+
+def test_a_runs_folder_made_for_a_command_that_stops_on_a_mistake_is_removed(tmp_path):
+    import cnn_data
+
+    runs_dir = tmp_path / "new" / "runs"
+    assert cnn_data.main([f"--data_dir={tmp_path / 'missing'}", f"--runs_dir={runs_dir}"]) == 2
+    assert not (tmp_path / "new").exists()

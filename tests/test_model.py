@@ -78,3 +78,19 @@ def test_a_damaged_model_file_is_a_clear_error(tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     with pytest.raises(cnn_model.ModelError, match="broken.keras is not a model saved"):
         cnn_model.load_model(tmp_path / "broken.keras")
+
+
+def test_a_layer_table_too_large_for_the_machine_is_refused_before_it_is_made():
+    from cnnlib.layer_table import weight_count
+
+    table = [{"type": "conv", "units": 4, "kernel": 3, "pool": 2, "batchnorm": True},
+             {"type": "conv", "units": 6, "kernel": 5, "pool": 2, "padding": "same"},
+             {"type": "dense", "units": 16, "batchnorm": True}, {"type": "dense", "units": 8}]
+    for layers, size in ((table, 33), (cnn_params.LAYERS, 48)):
+        model = cnn_model.build_model(layers, 8, size, 3)
+        assert weight_count(layers, 8, size, 3) == model.count_params()
+    huge = [{"type": "conv", "units": 64, "kernel": 3}, {"type": "dense", "units": 65536},
+            {"type": "dense", "units": 8}]
+    with pytest.raises(cnn_model.ModelError, match="1,090,939,060,872 weights at --image_size=512, "
+                                         "16,256 GiB to train, more than this machine's"):
+        cnn_model.build_model(huge, 8, 512, 1)
