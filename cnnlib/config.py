@@ -115,7 +115,9 @@ def check_saved(values, defaults, source, extra=()):
         default = defaults[key]
         if not _fits_type(value, default):
             kind = _KINDS.get(type(default), type(default).__name__)
-            raise ConfigError(f"{source}: {key} = {shown(value)} should be {kind}.")
+            hint = (f" such as [{shown(value)}]" if isinstance(value, str)
+                    and isinstance(default, list) else "")  # CLASSES = "auto"
+            raise ConfigError(f"{source}: {key} = {shown(value)} should be {kind}{hint}.")
         bad = _not_finite(value)
         if bad is not None:
             what = f"= {value!r} is" if isinstance(value, float) else f"holds {bad!r},"
