@@ -52,10 +52,12 @@ def _describe(path):
     info = holder(path)
     if info is None:
         return "another process"
-    command = " ".join(str(part) for part in info.get("command", []))
+    parts = info.get("command", [])  # written by a process of ours, unless edited by hand
+    command = " ".join(str(part) for part in (parts if isinstance(parts, list) else [parts]))
     command = command if len(command) <= 100 else command[:97] + "..."
-    return (f"PID {info['pid']} ({command}, started {info.get('started', '?')})"
-            if command else f"PID {info['pid']} (started {info.get('started', '?')})")
+    started = str(info.get("started", "?"))[:40]
+    return (f"PID {info['pid']} ({command}, started {started})"
+            if command else f"PID {info['pid']} (started {started})")
 
 
 def _open(path):

@@ -133,3 +133,10 @@ def test_a_lock_file_replaced_by_a_link_never_writes_through_it(tmp_path):
     (tmp_path / ".folder.lock").mkdir()
     with pytest.raises(RunError, match="is a folder, not a file the suite made"):
         locks.hold(tmp_path / ".folder.lock", "testing")
+
+
+def test_a_hand_edited_lock_file_still_names_its_holder_in_one_line(tmp_path):
+    lock = tmp_path / ".run.lock"
+    lock.write_text('{"pid": 5, "command": 7, "started": "' + "y" * 5000 + '"}')
+    described = locks._describe(lock)
+    assert described.startswith("PID 5 (7, started yyy") and len(described) < 80
