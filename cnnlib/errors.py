@@ -55,7 +55,8 @@ _CURES = {
     errno.EDQUOT: "your disk quota is used up: free some space, or write somewhere else",
     errno.ENOENT: "it does not exist (or vanished): check the path",
     errno.ENOTDIR: "a part of that path is a file, not a folder: check the path",
-    errno.EISDIR: "it is a folder, not a file: give a file",
+    errno.EISDIR: "it is a folder where a file belongs: give a file's path, or move the "
+                  "folder out of the way",
 }
 
 

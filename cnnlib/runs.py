@@ -152,6 +152,10 @@ def check_runs_dir(runs_dir, data_dir=None):
     if runs_dir.exists() and not runs_dir.is_dir():
         raise RunError(f"--runs_dir={runs_dir} is a file, not a folder: give a folder.")
     check_outside("runs_dir", runs_dir, data_dir)
+    latest = runs_dir / LATEST_FILE  # written when a run ends: found now, not after training
+    if latest.exists() and not latest.is_file():
+        raise RunError(f"{latest} is not a file (a folder?): it is where the suite records "
+                       f"the latest run, so move it out of the way.")
     existing = next((p for p in [runs_dir, *runs_dir.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise RunError(f"--runs_dir={runs_dir} cannot be made: {existing} is a file.")

@@ -117,3 +117,12 @@ def test_a_runs_folder_made_for_a_command_that_stops_on_a_mistake_is_removed(tmp
     runs_dir = tmp_path / "new" / "runs"
     assert cnn_data.main([f"--data_dir={tmp_path / 'missing'}", f"--runs_dir={runs_dir}"]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_where_latest_txt_belongs_is_found_before_training(tmp_path):
+    from cnnlib import runs
+    from cnnlib.errors import RunError
+
+    (tmp_path / "runs" / runs.LATEST_FILE).mkdir(parents=True)
+    with pytest.raises(RunError, match="latest.txt is not a file .a folder"):
+        runs.check_runs_dir(tmp_path / "runs")
