@@ -22,7 +22,7 @@ from cnnlib.errors import ConfigError
 # Integers a file may compute stay below this many bits: a parameter never needs
 # more, and 9**9**9-like values would take minutes and gigabytes to compute.
 _MAX_BITS = 4096
-_MAX_ITEMS = 100_000  # and lists and strings built by + stay below this length
+_MAX_ITEMS = 100_000  # and values (items of lists and dicts, nested, and strings' characters)
 _MAX_FILE_BYTES = 16 * 2**20  # a configuration file is a few kilobytes
 
 # What each statement of a configuration file that is not NAME = value would be called.
@@ -58,6 +58,29 @@ def _too_many_bits(op, left, right):
     return False
 
 
+def _items(value, limit=_MAX_ITEMS):
+    """How many items `value` holds, nested lists and dicts counted through (a string
+    counts its characters); stops counting past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += len(item) if isinstance(item, str) else 1
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return count
+
+
+def _bounded(value):
+    """`value`, unless it holds more than _MAX_ITEMS items: a few lines that refer to
+    each other (_A = [_A, _A], thirty times) would otherwise build billions."""
+    if _items(value) > _MAX_ITEMS:
+        raise _NotStatic(f"a value of more than {_MAX_ITEMS} items")
+    return value
+
+
 def _static_value(node, names):
     """The value of the expression `node`, worked out without running anything.
 
@@ -76,7 +99,7 @@ def _static_value(node, names):
                 items.extend(inner)
             else:
                 items.append(_static_value(element, names))
-        return items if isinstance(node, ast.List) else tuple(items)
+        return _bounded(items if isinstance(node, ast.List) else tuple(items))
     if isinstance(node, ast.Dict):
         result = {}
         for key, value in zip(node.keys, node.values):
@@ -86,8 +109,12 @@ def _static_value(node, names):
                     raise _NotStatic("** of something that is not a dict")
                 result.update(inner)
             else:
-                result[_static_value(key, names)] = _static_value(value, names)
-        return result
+                key = _static_value(key, names)
+                try:
+                    result[key] = _static_value(value, names)
+                except TypeError:  # unhashable: a list, or a tuple holding one
+                    raise _NotStatic("a list or dict in a dict's key") from None
+        return _bounded(result)
     if isinstance(node, ast.Name):
         if node.id not in names:
             raise _NotStatic(f"{node.id} is not set above it in the file")
