@@ -81,12 +81,19 @@ def _fits_type(value, default):
 
 
 def _not_finite(value):
-    """The first number in `value` (lists and dicts searched) that is not finite, or None."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else value
-    inner = (value if isinstance(value, (list, tuple))
-             else value.values() if isinstance(value, dict) else ())
-    return next((bad for bad in map(_not_finite, inner) if bad is not None), None)
+    """The first number in `value` (lists and dicts searched) that is not finite, or None.
+
+    Searched without recursion: a file read back may nest lists a thousand deep."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return item
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+    return None
 
 
 _KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",

@@ -72,7 +72,10 @@ def os_error_sentence(error):
 def shown(value):
     """Return repr(value), its middle cut to " ... " past _SHOWN_CHARS characters, so a
     message quoting a hand-edited value (a list a megabyte long) stays one sentence."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # lists nested a thousand deep, from a file edited by hand
+        return "(a value nested too deeply to show)"
     if len(text) <= _SHOWN_CHARS:
         return text
     half = _SHOWN_CHARS // 2

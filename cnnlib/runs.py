@@ -43,8 +43,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from cnnlib import atomic, config, locks, stored_info
-from cnnlib.errors import DataError, RunError, UserError, shown
+from cnnlib import atomic, config, layer_table, locks, stored_info
+from cnnlib.errors import DataError, ModelError, RunError, UserError, shown
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 _MAX_NAME_BYTES = 255       # the longest folder name Linux file systems allow
@@ -103,6 +103,10 @@ def resumed_params(resume, params, here, check_values):
                                    extra=("config_file", "config_values"))
         params = {**params, **saved, "resume": str(run_dir), **here}
         check_values(params)
+        layer_table.check_layer_table(params["layers"])  # before any data, naming the file
+    except ModelError as error:
+        raise RunError(f"{run_dir / 'params.json'}, key layers: {str(error).rstrip('.')}; the "
+                       f"run cannot be resumed.") from None
     except UserError as error:
         raise RunError(f"{str(error).rstrip('.')}; the run cannot be resumed.") from None
     _check_run_files(run_dir, params)

@@ -278,3 +278,18 @@ def test_a_file_read_back_is_never_read_whole_when_far_too_large(tmp_path):
         handle.truncate(100 * 2**20)
     with pytest.raises(RunError, match="state.json is larger than 64 MiB"):
         runs.read_state(tmp_path)
+
+
+def test_a_resumed_layer_table_is_checked_before_any_data_naming_params_json(tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    deep = "[" * 900 + "]" * 900  # json reads it; every check must too, without recursing
+    saved = json.dumps({**DEFAULTS, "layers": [{"type": "dense", "unit": 3}]})
+    for text in (saved, saved.replace('[{"type": "dense", "unit": 3}]', deep)):
+        (run_dir / "params.json").write_text(text)
+        with pytest.raises(RunError) as error:
+            runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+        runs.release_runs()
+        message = str(error.value)
+        assert message.startswith(f"{run_dir / 'params.json'}, key layers: Layer 1"), message
+        assert len(message) < 400
