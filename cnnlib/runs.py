@@ -120,6 +120,10 @@ def _check_run_files(run_dir, params):
     info (cnnlib.stored_info) in `run_dir` that does not fit its `params`."""
     for folder in (run_dir, run_dir / "no_dropout", run_dir / "dropout"):
         state = read_state(folder)
+        if state is not None and not state["finished"] and (folder / "metrics.json").is_file():
+            raise RunError(f"{folder} cannot be trusted: its metrics.json records a trained "
+                           f"model but {STATE_FILE} says {state['epochs_done']} of "
+                           f"{state['epochs']} epochs are done. Start a new run.")
         if state is not None and state["epochs"] != params["epochs"]:
             raise RunError(f"{folder / STATE_FILE}: epochs = {state['epochs']} does not match "
                            f"the epochs ({params['epochs']}) of {run_dir / 'params.json'}; "

@@ -293,3 +293,16 @@ def test_a_resumed_layer_table_is_checked_before_any_data_naming_params_json(tmp
         message = str(error.value)
         assert message.startswith(f"{run_dir / 'params.json'}, key layers: Layer 1"), message
         assert len(message) < 400
+
+
+def test_an_unfinished_state_beside_recorded_metrics_is_refused_before_any_data(tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "params.json").write_text(json.dumps({**DEFAULTS, "epochs": 2}))
+    (run_dir / "state.json").write_text(json.dumps(
+        {"epochs_done": 1, "epochs": 2, "finished": False, "best_val_loss": 2.0}))
+    (run_dir / "metrics.json").write_text("{}")  # written only once training finished
+    with pytest.raises(RunError, match="metrics.json records a trained model but state.json "
+                                       "says 1 of 2 epochs are done"):
+        runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+    runs.release_runs()
