@@ -24,6 +24,7 @@ Modules, roughly in the order a run uses them:
   data_checks     data that cannot train, files shared by the sets, near-duplicates
   prepared        the prepared data of a run (PreparedData)
   runs            run folders, params and history files, the latest run, run state
+  resume          going on with an interrupted run, its saved files checked first
   checkpoints     the end-of-epoch writes of a training run (model, best, history, state)
   layer_table     the layer table (LAYERS or --layers) checked before a model is built
   precision       mixed precision: dtype policies, a model moved between them

@@ -8,7 +8,7 @@ Offers, in the order cnn_run.py calls them:
   model_info(params)               -> what a saved model carries inside its file
 """
 
-from cnnlib import config, runs
+from cnnlib import config, resume
 
 RUNS_ON = ("device", "distribute", "cpu_devices")  # may change when a run is resumed
 
@@ -17,7 +17,7 @@ def resume_params(params):
     """Return (params, run_dir) of the run --resume names: it goes on as it started,
     on the devices and with the runs folder given now."""
     here = {name: params[name] for name in ("runs_dir", *RUNS_ON) if name in params}
-    return runs.resumed_params(params["resume"], params, here, config.check_values)
+    return resume.resumed_params(params["resume"], params, here, config.check_values)
 
 
 def compile_options(params, steps_per_epoch):

@@ -5,14 +5,13 @@ Offers:
   check_outside(name, folder, data_dir) raises RunError for a folder inside the data
   check_folders(runs_dir, data_dir, cache_dir, test_dir) raises a UserError for any of
                                       a run's folders that cannot serve
-  resumed_params(resume, params, here, check_values) -> (saved params, run folder),
-                                      each value, state and model's info checked
   hold_run(run_dir)                locks a run folder for this process (RunError naming
                                    the process that holds it already)
   release_runs()                   gives back the run folders this process holds
   new_run_dir(runs_dir, tag)       -> Path of a new folder runs/<time>-<tag>, held
   new_output_dir(parent, prefix)   -> Path of a new, empty folder <parent>/<prefix>-<time>
                                       (cnn_eval.py's eval-<time>/ beside the model)
+  (resuming a run, with its saved files checked: cnnlib/resume.py)
   remove_empty_made()              removes the folders the two above (and the files
                                       claim_path) made that are still empty; the scripts
                                       call it when they stop on an error
@@ -43,16 +42,14 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from cnnlib import atomic, config, layer_table, locks, stored_info
-from cnnlib.errors import DataError, ModelError, RunError, UserError, shown
+from cnnlib import atomic, locks
+from cnnlib.errors import DataError, RunError, shown
 
 LATEST_FILE = "latest.txt"  # in the runs folder: the name of the newest finished run
 _MAX_NAME_BYTES = 255       # the longest folder name Linux file systems allow
 _MAX_JSON_BYTES = 64 * 2**20  # params.json, state.json...: kilobytes as the suite writes them
 STATE_FILE = "state.json"   # in a model's folder: epochs done, and whether training finished
 RUN_LOCK = ".run.lock"      # in a run folder: held by the process that trains in it
-# The parameters that make a run what it is: a params.json without one cannot be resumed.
-_DEFINING = ("data_dir", "epochs", "layers", "classes", "image_size", "channels")
 
 
 def check_outside(name, folder, data_dir):
@@ -81,57 +78,6 @@ def check_folders(runs_dir, data_dir, cache_dir, test_dir):
         what = "is a file, not a folder" if Path(test_dir).exists() else "does not exist"
         raise DataError(f"--test_dir={test_dir} {what}: give a folder of test images, or "
                         f"--test_dir= for none.")
-
-
-def resumed_params(resume, params, here, check_values):
-    """(params, run_dir) of the run `resume` names: its saved params.json over `params`,
-    then `here` (what may differ: where runs live, the devices), checked with
-    `check_values`. Raises RunError for a run that cannot go on."""
-    run_dir = find_run(resume, params["runs_dir"])
-    hold_run(run_dir)  # before anything is read: one process trains in a run at a time
-    saved = read_json(run_dir / "params.json", "run's parameters")
-    if not isinstance(saved, dict):
-        raise RunError(f"{run_dir / 'params.json'} is not the parameters of a run: it "
-                       f"cannot be resumed. Start a new run.")
-    missing = [key for key in _DEFINING if key not in saved]
-    if missing:  # never filled in with today's defaults: the run would be another one
-        raise RunError(f"{run_dir / 'params.json'} has no {missing[0]}, which every run "
-                       f"saves: the file was changed by hand, so it cannot be resumed. "
-                       f"Start a new run.")
-    try:  # checked like --name=value: known names, types, finite numbers, ranges
-        saved = config.check_saved(saved, params, run_dir / "params.json",
-                                   extra=("config_file", "config_values"))
-        params = {**params, **saved, "resume": str(run_dir), **here}
-        check_values(params)
-        layer_table.check_layer_table(params["layers"])  # before any data, naming the file
-    except ModelError as error:
-        raise RunError(f"{run_dir / 'params.json'}, key layers: {str(error).rstrip('.')}; the "
-                       f"run cannot be resumed.") from None
-    except UserError as error:
-        raise RunError(f"{str(error).rstrip('.')}; the run cannot be resumed.") from None
-    _check_run_files(run_dir, params)
-    print(f"Resuming {run_dir} from its last finished epoch, with the parameters saved "
-          f"in its params.json.")
-    return params, run_dir
-
-
-def _check_run_files(run_dir, params):
-    """Raise a UserError, before any data is loaded, for a state.json or a model's stored
-    info (cnnlib.stored_info) in `run_dir` that does not fit its `params`."""
-    for folder in (run_dir, run_dir / "no_dropout", run_dir / "dropout"):
-        state = read_state(folder)
-        if state is not None and not state["finished"] and (folder / "metrics.json").is_file():
-            raise RunError(f"{folder} cannot be trusted: its metrics.json records a trained "
-                           f"model but {STATE_FILE} says {state['epochs_done']} of "
-                           f"{state['epochs']} epochs are done. Start a new run.")
-        if state is not None and state["epochs"] != params["epochs"]:
-            raise RunError(f"{folder / STATE_FILE}: epochs = {state['epochs']} does not match "
-                           f"the epochs ({params['epochs']}) of {run_dir / 'params.json'}; "
-                           f"the files were changed by hand, so start a new run.")
-        for model in sorted(m for m in folder.glob("*.keras") if not m.name.startswith(".")):
-            stored_info.check_matches(
-                stored_info.read_info(model), f"{stored_info.INFO_FILE} inside {model}",
-                **{key: params[key] for key in ("image_size", "channels", "classes")})
 
 
 _HELD_RUNS = []  # the run folders this process holds (hold_run), for release_runs

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 import cnn_params
-from cnnlib import config, runs, stored_info
+from cnnlib import config, resume, runs, stored_info
 from cnnlib.errors import ModelError, RunError
 from conftest import ROOT
 
@@ -256,7 +256,7 @@ def test_a_params_json_missing_what_defines_the_run_is_not_filled_with_defaults(
     saved = {key: value for key, value in DEFAULTS.items() if key != "layers"}
     (run_dir / "params.json").write_text(json.dumps(saved))
     with pytest.raises(RunError, match="params.json has no layers, which every run saves"):
-        runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+        resume.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
     runs.release_runs()
 
 
@@ -288,7 +288,7 @@ def test_a_resumed_layer_table_is_checked_before_any_data_naming_params_json(tmp
     for text in (saved, saved.replace('[{"type": "dense", "unit": 3}]', deep)):
         (run_dir / "params.json").write_text(text)
         with pytest.raises(RunError) as error:
-            runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+            resume.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
         runs.release_runs()
         message = str(error.value)
         assert message.startswith(f"{run_dir / 'params.json'}, key layers: Layer 1"), message
@@ -304,5 +304,5 @@ def test_an_unfinished_state_beside_recorded_metrics_is_refused_before_any_data(
     (run_dir / "metrics.json").write_text("{}")  # written only once training finished
     with pytest.raises(RunError, match="metrics.json records a trained model but state.json "
                                        "says 1 of 2 epochs are done"):
-        runs.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
+        resume.resumed_params(str(run_dir), dict(DEFAULTS), {}, config.check_values)
     runs.release_runs()
