@@ -131,21 +131,24 @@ def check_own_address(address):
 
 
 def check_batches(setup, batch_size, counts):
-    """Raise DataError when a set of `counts` ({name: images}) is smaller than one global
-    batch of `setup` (--batch_size x replicas): a replica would get no image, and
-    TensorFlow fails in the middle of training."""
+    """Raise DataError when a set of `counts` ({name: images}) cannot be split over the
+    replicas of `setup`: smaller than one global batch (--batch_size x replicas) and
+    not a multiple of the replicas. TensorFlow then fails in the middle of training
+    (measured with MirroredStrategy: a first batch that splits unevenly fails, one that
+    splits evenly, or a short last batch after full ones, trains)."""
     replicas = setup.replicas if setup is not None else 1
     if replicas < 2:
         return
     step = batch_size * replicas
     for name, count in counts.items():
-        if count < step:
+        if count < step and count % replicas:
             # Every worker has the chief's data and replicas, so each raises this same
             # error now: the chief waits for no one to hear why it stopped.
             setup.workers_wait = False
             raise DataError(f"The {name} set has {count} image(s), fewer than one global "
                             f"batch of {step} (--batch_size={batch_size} x {replicas} "
-                            f"replicas): lower --batch_size or --cpu_devices, or add images.")
+                            f"replicas) and not a multiple of the {replicas} replicas, so "
+                            f"they cannot share it: lower --cpu_devices, or add images.")
 
 
 def start(distribute="none", device="auto", cpu_devices=1):

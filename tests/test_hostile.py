@@ -2,7 +2,7 @@
 
 - an image whose header claims more pixels than --max_pixels is refused from its header,
   in one sentence, with the child's memory small; a video whose frames are too large too;
-- a malformed TF_CONFIG, a port in use and a set smaller than one global batch are one
+- a malformed TF_CONFIG, a port in use and a set the replicas cannot share are one
   sentence each, before any training, with no run folder made;
 - a name too long for the file system, a read-only folder and a full disk name the
   user's path (never our temporary file), and leave no empty output folder behind.
@@ -160,14 +160,14 @@ for name, workers, index in [('no_port', '"127.0.0.1"', 0),
     os.environ['TF_CONFIG'] = cluster % (workers, index)
     results[name] = call(cnn_run.main, [{common}, '--distribute=multiworker'])
 del os.environ['TF_CONFIG']
-results['batch'] = call(cnn_run.main, [{common}, '--distribute=mirrored', '--cpu_devices=4',
+results['batch'] = call(cnn_run.main, [{common}, '--distribute=mirrored', '--cpu_devices=3',
                                        '--batch_size=4'])
 """)
     one_sentence(results["no_port"], "TF_CONFIG", "'127.0.0.1' is not host:port")
     one_sentence(results["index"], "TF_CONFIG", "task worker 2 is not in the cluster")
     one_sentence(results["in_use"], f"Port {port}", "in use")
-    one_sentence(results["batch"], "training set has 8 image(s)", "global batch of 16",
-                 "--batch_size=4 x 4 replicas")
+    one_sentence(results["batch"], "training set has 8 image(s)", "global batch of 12",
+                 "--batch_size=4 x 3 replicas", "not a multiple of the 3 replicas")
     assert not runs.exists() or not any(runs.iterdir())  # no run folder: nothing trained
 
 
