@@ -23,13 +23,14 @@ averaged over a centred window of `smoothing` seconds. Nothing the user gave is
 written to: outputs go into a new folder.
 """
 
+import csv
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cnnlib import atomic, calibration, decode, faces, interrupt, plots, records
+from cnnlib import atomic, calibration, decode, faces, interrupt, plots
 from cnnlib.errors import DataError, RunError
 
 # Extensions read as video when the first bytes do not say (OpenCV's FFmpeg reads more).
@@ -244,74 +245,79 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     if not live and rate is None:
         rate = DEFAULT_FPS  # a file that states no rate: times are frame / 30
     max_gap = max(2, int(round(0.5 * (rate or DEFAULT_FPS))))  # a face may vanish 0.5 s
-    rows, tracks, state = [], {}, {}
-    frames, stopped = 0, "end"
+    tracks, state = {}, {}
+    frames, rows, stopped = 0, 0, "end"
     bar = _Progress(min(total, max_frames) if total and max_frames else (total or max_frames
                                                                           or None), progress)
     start = time.perf_counter()
-    for suffix, codec in WRITERS:
-        path = out_dir / f"{stem}-annotated{suffix}"
-        try:
-            with atomic.writing(path) as partial:
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
-                                         rate or DEFAULT_FPS, (width, height))
-                if not writer.isOpened():
-                    raise _NoCodec()
-                try:
-                    for frame in _frames(capture, first, max_frames):
-                        seconds = time.perf_counter() - start if live else frames / rate
-                        found = faces.find_faces(
-                            cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if detector == "haar"
-                            else frame[..., ::-1], detector, min_face)
-                        boxes = [f.box for f in found]
-                        if boxes:
-                            probabilities = _classify_frame(model, frame, found, channels,
-                                                            image_size, margin, align)
-                            ids = assign_faces(boxes, state, frames, max_gap)
-                            labels = []
-                            names = calibration.label_or_uncertain(probabilities, classes,
-                                                                   min_confidence)
-                            for face, one, row, shown in zip(ids, found, probabilities, names):
-                                best = int(np.argmax(row))
-                                rows.append([frames, f"{seconds:.3f}", face, *one.box,
-                                             *faces.landmark_cells(one), shown,
-                                             f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
-                                tracks.setdefault(face, ([], []))
-                                tracks[face][0].append(seconds)
-                                tracks[face][1].append(row)
-                                labels.append(f"{face} {shown} {row[best]:.2f}")
-                            frame = faces.draw_faces(
-                                frame, boxes, labels,
-                                [f.points for f in found] if draw_landmarks else None)
-                        writer.write(frame)
-                        frames += 1
-                        bar.update(frames)
-                    if max_frames and frames >= max_frames:
-                        stopped = "max_frames"
-                except KeyboardInterrupt as error:
-                    if not live or isinstance(error, interrupt.Interrupted):
-                        raise  # a file, or SIGTERM: interrupted, the video removed
-                    interrupt.handled()  # a webcam runs until Ctrl-C: keep what was seen
-                    stopped = "interrupted"
-                finally:
-                    writer.release()
-            break
-        except _NoCodec:
-            continue
-    else:
-        raise RunError(f"This OpenCV cannot write MP4 or AVI video into {out_dir}: install "
-                       f"opencv-python-headless>=4.10,<5 (pip install -r requirements.txt).")
+    # The CSV is written as the frames go, so memory does not grow with the video's length.
+    csv_path = out_dir / f"{stem}-faces.csv"
+    with atomic.writing(csv_path) as csv_partial, open(csv_partial, "w", newline="") as table:
+        csv_rows = csv.writer(table, lineterminator="\n")
+        csv_rows.writerow(["frame", "time_s", "face", "x", "y", "w", "h",
+                           *faces.LANDMARK_COLUMNS, "predicted", "probability",
+                           *(f"p_{c}" for c in classes)])
+        for suffix, codec in WRITERS:
+            path = out_dir / f"{stem}-annotated{suffix}"
+            try:
+                with atomic.writing(path) as partial:
+                    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
+                                             rate or DEFAULT_FPS, (width, height))
+                    if not writer.isOpened():
+                        raise _NoCodec()
+                    try:
+                        for frame in _frames(capture, first, max_frames):
+                            seconds = time.perf_counter() - start if live else frames / rate
+                            found = faces.find_faces(
+                                cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if detector == "haar"
+                                else frame[..., ::-1], detector, min_face)
+                            boxes = [f.box for f in found]
+                            if boxes:
+                                probabilities = _classify_frame(model, frame, found, channels,
+                                                                image_size, margin, align)
+                                ids = assign_faces(boxes, state, frames, max_gap)
+                                labels = []
+                                names = calibration.label_or_uncertain(probabilities, classes,
+                                                                       min_confidence)
+                                for face, one, row, shown in zip(ids, found, probabilities, names):
+                                    best = int(np.argmax(row))
+                                    csv_rows.writerow([
+                                        frames, f"{seconds:.3f}", face, *one.box,
+                                        *faces.landmark_cells(one), shown, f"{row[best]:.4f}",
+                                        *(f"{p:.4f}" for p in row)])
+                                    rows += 1
+                                    tracks.setdefault(face, ([], []))
+                                    tracks[face][0].append(seconds)
+                                    tracks[face][1].append(np.array(row, np.float32))
+                                    labels.append(f"{face} {shown} {row[best]:.2f}")
+                                frame = faces.draw_faces(
+                                    frame, boxes, labels,
+                                    [f.points for f in found] if draw_landmarks else None)
+                            writer.write(frame)
+                            frames += 1
+                            bar.update(frames)
+                        if max_frames and frames >= max_frames:
+                            stopped = "max_frames"
+                    except KeyboardInterrupt as error:
+                        if not live or isinstance(error, interrupt.Interrupted):
+                            raise  # a file, or SIGTERM: interrupted, the video removed
+                        interrupt.handled()  # a webcam runs until Ctrl-C: keep what was seen
+                        stopped = "interrupted"
+                    finally:
+                        writer.release()
+                break
+            except _NoCodec:
+                continue
+        else:
+            raise RunError(f"This OpenCV cannot write MP4 or AVI video into {out_dir}: install "
+                           f"opencv-python-headless>=4.10,<5 (pip install -r requirements.txt).")
     seconds = time.perf_counter() - start
     bar.update(frames, final=True)
 
-    csv_path = records.write_csv(out_dir / f"{stem}-faces.csv", [
-        ["frame", "time_s", "face", "x", "y", "w", "h", *faces.LANDMARK_COLUMNS,
-         "predicted", "probability",
-         *(f"p_{c}" for c in classes)], *rows])
     figure = plots.plot_expressions(
         {face: (np.asarray(t), np.asarray(p)) for face, (t, p) in tracks.items()}, classes,
         out_dir / f"{stem}-expressions.png", smoothing)
-    return {"frames": frames, "rows": len(rows), "faces": sorted(tracks), "seconds": seconds,
+    return {"frames": frames, "rows": rows, "faces": sorted(tracks), "seconds": seconds,
             "fps": frames / max(seconds, 1e-9), "video": path, "csv": csv_path,
             "figure": figure, "announced": total, "stopped": stopped,
             "size": (width, height)}
