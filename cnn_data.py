@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import cnnlib  # noqa: F401,E402  (TensorFlow's log level, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
-from cnnlib import cache, near_duplicates, standin  # noqa: E402
+from cnnlib import cache, decode, near_duplicates, standin  # noqa: E402
 from cnnlib.data_checks import check_data_cached, find_duplicates, hashes_cached  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
 from cnnlib.errors import DataError  # noqa: F401,E402
@@ -96,6 +96,7 @@ def prepare_data(params, standin_dir=None):
     STRICT for any file that would be skipped.
     """
     data_dir, seed = params["data_dir"], params["seed"]
+    decode.set_max_pixels(params["max_pixels"])  # every image's size, from its header
     if standin_dir is not None and data_dir == standin_dir:
         standin.ensure_standin(data_dir, params["classes"], params["standin_train_counts"],
                                params["standin_validation_total"], seed)

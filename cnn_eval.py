@@ -150,6 +150,9 @@ def trained_params(model_path, model, defaults):
             if (folder / "params.json").is_file():
                 info = runs.read_json(folder / "params.json", "run's parameters")
                 source = str(folder / "params.json")
+                if not isinstance(info, dict):
+                    raise ModelError(f"{source} is not the parameters of a run (changed by "
+                                     f"hand?): restore it, or train the model again.")
                 break
     trained = {k: v for k, v in (info or {}).items() if k in (
         "classes", "aliases", "image_size", "channels", "crop_faces", "face_margin")}

@@ -89,14 +89,21 @@ def ship(run_dir, out_path, cache_dir=None):
     info.update(layers=params["layers"], source_run=run_dir.name,
                 trained_on=f"{params['data_dir']} (the run's training split)")
     info.pop("calibration", None)
-    cnn_model.save_model(clone, out_path, info=info)
-    calibration.store_calibration(out_path, fitted)
-    check = cnn_model.load_model(out_path).predict(data.val_images[:512], verbose=0)
-    numbers["max_difference_after_save"] = float(np.abs(check - plain[:512]).max())
-    numbers["file_bytes"] = out_path.stat().st_size
-    if numbers["max_difference_after_save"] > 1e-5:
-        raise SystemExit(f"{out_path} disagrees with {run_dir}/model.keras by "
-                         f"{numbers['max_difference_after_save']:.2e}: not shipped as is.")
+    # Written beside OUT and put in its place only once it agrees with the run's model.
+    candidate = out_path.with_name(f".{out_path.stem}.candidate{out_path.suffix}")
+    try:
+        cnn_model.save_model(clone, candidate, info=info)
+        calibration.store_calibration(candidate, fitted)
+        check = cnn_model.load_model(candidate).predict(data.val_images[:512], verbose=0)
+        numbers["max_difference_after_save"] = float(np.abs(check - plain[:512]).max())
+        numbers["file_bytes"] = candidate.stat().st_size
+        if numbers["max_difference_after_save"] > 1e-5:
+            raise SystemExit(f"The file written for {out_path} disagrees with "
+                             f"{run_dir}/model.keras by "
+                             f"{numbers['max_difference_after_save']:.2e}: not shipped.")
+        candidate.replace(out_path)
+    finally:
+        candidate.unlink(missing_ok=True)
     return numbers
 
 

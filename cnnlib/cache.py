@@ -44,7 +44,7 @@ import numpy as np
 from cnnlib import atomic, locks
 
 # Bump when the preprocessing code changes what a file decodes to, or the format.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _CRC_CHUNK = 64 * 2**20  # bytes checked at a time: the CRC never needs a second copy
 
 
@@ -57,9 +57,12 @@ def cache_key(paths, size, channels, tag=""):
     import PIL
     import tensorflow as tf
 
+    from cnnlib import decode
+
     digest = hashlib.sha256()
+    # The pixel limit decides which images were skipped, so it keys what was decoded.
     digest.update(f"v{CACHE_VERSION}|{size}|{channels}|tf{tf.__version__}|"
-                  f"pil{PIL.__version__}\n".encode())
+                  f"pil{PIL.__version__}|max_pixels{decode.max_pixels()}\n".encode())
     if tag:
         digest.update(f"{tag}\n".encode())
     for path in paths:

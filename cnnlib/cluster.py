@@ -122,6 +122,8 @@ def check_own_address(address):
                           f"({error.strerror or error}): give this machine's name or IP "
                           f"address.") from None
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gRPC binds: a port whose old connections are still closing (TIME_WAIT) is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("", int(port)))
         except OSError as error:

@@ -11,6 +11,7 @@ Offers:
                                                   resize every image above goes through
   set_max_pixels(max_pixels)                   the limit of every decode (--max_pixels),
                                                   set once by each script
+  max_pixels()                                 -> that limit, now
   header_size(source)                          -> (width, height) read from the header of
                                                   a file (a path or a binary file object)
   check_size(source, name, max_pixels)         -> (width, height); SizeError when larger
@@ -92,6 +93,11 @@ def header_size(source):
         raise DataError(f"{name} is not a readable image (its header is damaged or cut "
                         f"short: {error}).") from None
     return int(width), int(height)
+
+
+def max_pixels():
+    """This process's limit on an image's pixels (MAX_PIXELS unless set_max_pixels)."""
+    return _limit["max_pixels"]
 
 
 def check_pixels(name, width, height, max_pixels=None):
@@ -273,8 +279,6 @@ def decode_full(path, channels):
     """
     return _decode(path, channels, lambda data: tf.io.decode_image(
         data, channels=channels, expand_animations=False))[0]
-
-
 
 
 def _tf_route(path):

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib import atomic, exported, interrupt, runs
-from cnnlib.errors import ModelError, UserError
+from cnnlib.errors import ModelError
 from cnnlib.export_images import verification_images
 
 FORMATS = ("saved_model", "onnx", "tflite")
@@ -267,8 +267,8 @@ def export_model(model, model_path, trained, fmt, runs_dir="runs", given=(),
         try:
             files = convert(model, fmt, folder, calibration if fmt == "tflite" else None,
                             model_path)
-        except UserError:
-            shutil.rmtree(folder)  # our own new folder, holding nothing finished
+        except BaseException:  # a refusal, a full disk: our own new folder, nothing finished
+            shutil.rmtree(folder, ignore_errors=True)
             raise
         report = {"model": str(model_path), "format": fmt,
                   "written": f"{datetime.now():%Y-%m-%d %H:%M:%S}",

@@ -285,7 +285,8 @@ def handled():
     the next Ctrl-C is handled as the first was."""
     _tell(calm=True)
     _received.clear()
-    if _watchdog:
+    if _watchdog:  # the kernel reset Ctrl-C to its default when it was delivered
+        signal.signal(signal.SIGINT, _raise_ctrl_c)
         _reset_on_delivery(signal.SIGINT)
 
 

@@ -13,8 +13,10 @@ A lock is `fcntl.flock` on a small file: no stale lock survives a crash, a kill 
 or a power cut, since the lock belongs to the open file and dies with the process.
 The holder writes its PID, command and start time into the file, so the others can
 say who holds it. Lock files are hidden (their names start with "."), live beside
-what they guard inside folders the suite writes, and are never removed (removing
-one while another process waits on it would let a third take a second lock).
+what they guard inside folders the suite writes, and are not removed while in use
+(removing one while another process waits on it would let a third take a second
+lock); the one exception is a run folder's own lock in a folder the failed command
+made and is about to remove (runs.remove_empty_made), which nobody else knows yet.
 Within one process a lock is re-entrant: taking a lock it already holds succeeds.
 """
 

@@ -250,7 +250,8 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     bar = _Progress(min(total, max_frames) if total and max_frames else (total or max_frames
                                                                           or None), progress)
     start = time.perf_counter()
-    # The CSV is written as the frames go, so memory does not grow with the video's length.
+    # The CSV is written as the frames go: what stays in memory per face and frame is
+    # only its time and probabilities (for the figure), a few dozen bytes.
     csv_path = out_dir / f"{stem}-faces.csv"
     with atomic.writing(csv_path) as csv_partial, open(csv_partial, "w", newline="") as table:
         csv_rows = csv.writer(table, lineterminator="\n")

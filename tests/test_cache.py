@@ -112,3 +112,17 @@ def test_a_warm_run_maps_the_balanced_set_from_the_cache(tiny_params):
     assert len(list(Path(tiny_params["cache_dir"]).glob("balanced-*.npz"))) == 2
     assert len(list(Path(tiny_params["cache_dir"]).glob("images-*.npz"))) == 2  # train, val
     assert np.array_equal(other.val_images, first.val_images)
+
+
+def test_the_pixel_limit_keys_what_was_decoded(files):
+    from cnnlib import decode
+
+    before = decode.max_pixels()
+    try:
+        default_key = cache.cache_key(files, 16, 1)
+        decode.set_max_pixels(4096)  # a smaller limit skips other images: another entry
+        assert cache.cache_key(files, 16, 1) != default_key
+        decode.set_max_pixels(before)
+        assert cache.cache_key(files, 16, 1) == default_key
+    finally:
+        decode.set_max_pixels(before)
