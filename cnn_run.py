@@ -36,7 +36,7 @@ from pathlib import Path  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import cluster, config, decode, finetune, interrupt, records, runs  # noqa: E402
+from cnnlib import cluster, config, finetune, interrupt, records, runs  # noqa: E402
 from cnnlib.errors import UserError, os_error_sentence  # noqa: E402
 from cnnlib.run_params import RUNS_ON, compile_options, model_info, resume_params  # noqa: E402
 
@@ -75,7 +75,6 @@ def _run(params, extra_callbacks, explicit):
             params, source = start_from(params, set(explicit) if not run_dir else {"classes"})
             check_before_work(params)
         params = cluster.from_chief(setup, params)  # every worker trains the chief's
-        decode.set_max_pixels(params["max_pixels"])  # every image's size, from its header
         if not setup.chief:
             source = start_from(params, {"classes"})[1]
         if params["deterministic"]:

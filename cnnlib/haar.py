@@ -5,8 +5,8 @@ Offers, in call order:
                                version that has the detector
   to_gray(pixels)           -> uint8 [H, W] for the detector
   detect_faces(gray, min_face) -> every face box (x, y, w, h) in a grayscale image
-    detection_scale(height, width, min_face, native) -> how much an image is shrunk
-                               before a detector looks at it (MTCNN's too)
+    shrunk_for_detection(image, min_face, native) -> (copy, scale): the image a
+                               detector looks at, shrunk (MTCNN's too)
 
 The detector is OpenCV's frontal-face Haar cascade (haarcascade_frontalface_default),
 with the alt2 cascade as a second try when the first finds nothing. An image of crop
@@ -46,11 +46,17 @@ SCALE_STEP = 1.1       # OpenCV's scaleFactor: 10% larger windows at each step
 DETECT_MAX_PIXELS = 2_000_000
 
 
-def detection_scale(height, width, min_face, native):
-    """The factor an image is shrunk by before a detector whose smallest face is `native`
-    pixels looks for faces of `min_face` or more in it (1.0: not shrunk), keeping the copy
-    within DETECT_MAX_PIXELS."""
-    return min(1.0, native / float(min_face), (DETECT_MAX_PIXELS / (height * width)) ** 0.5)
+def shrunk_for_detection(image, min_face, native):
+    """(copy, scale): `image` shrunk by `scale` (1.0: itself) so that a detector whose
+    smallest face is `native` pixels finds faces of `min_face` or more in it, the copy
+    kept within DETECT_MAX_PIXELS. Boxes found in it are divided by `scale`."""
+    height, width = image.shape[:2]
+    scale = min(1.0, native / float(min_face), (DETECT_MAX_PIXELS / (height * width)) ** 0.5)
+    if scale == 1.0:
+        return image, scale
+    cv2 = opencv()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 _local = threading.local()  # a CascadeClassifier is not safe to share between threads
 
@@ -136,14 +142,10 @@ def detect_faces(gray, min_face=30):
     docstring. Boxes are in the pixels of `gray`, sorted left to right, then top
     to bottom.
     """
-    cv2 = opencv()
     height, width = gray.shape[:2]
     if min(height, width) < min_face:
         return []
-    scale = detection_scale(height, width, min_face, WINDOW)
-    small = gray if scale == 1.0 else cv2.resize(
-        gray, (max(1, round(width * scale)), max(1, round(height * scale))),
-        interpolation=cv2.INTER_AREA)
+    small, scale = shrunk_for_detection(gray, min_face, WINDOW)
     frontal, profile = _detectors()
     found = _first_found(small, frontal)
     if not found and max(height, width) <= CROP_MAX_SIDE:

@@ -39,7 +39,7 @@ import threading
 import numpy as np
 
 from cnnlib.errors import ConfigError
-from cnnlib.haar import detection_scale
+from cnnlib.haar import shrunk_for_detection
 
 POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 NATIVE_MIN_FACE = 20   # mtcnn's own smallest face, in pixels: the pyramid it is built for
@@ -149,10 +149,7 @@ def detect(rgb, min_face=30):
     height, width = rgb.shape[:2]
     if min(height, width) < min_face:
         return []
-    scale = detection_scale(height, width, min_face, NATIVE_MIN_FACE)
-    small = rgb if scale == 1.0 else cv2.resize(
-        rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-        interpolation=cv2.INTER_AREA)
+    small, scale = shrunk_for_detection(rgb, min_face, NATIVE_MIN_FACE)
     found, pad = _detect(detector, small), 0
     if not found and max(height, width) <= CROP_MAX_SIDE:
         pad = int(round(CROP_PAD * max(small.shape[:2])))
