@@ -1,18 +1,24 @@
-"""Score a finished run on its own validation split and write it as a shipped model.
+"""Score finished runs on their validation split and write them as a shipped model.
 
-    python benchmarks/ship_model.py RUN_DIR OUT.keras [--json=numbers.json] [--cache_dir=DIR]
+    python benchmarks/ship_model.py RUN_DIR [RUN_DIR ...] OUT.keras [--json=numbers.json] [--cache_dir=DIR]
+
+One run: OUT.keras is its model.keras as a float32 file without optimizer state.
+Several runs (which must have drawn the same split: their split.csv agree): OUT.keras
+is their ensemble (cnnlib/ensemble.py), each network seeing the image and its mirror,
+their probabilities averaged; the first run's network is the one fine-tuning starts
+from. Either way the file carries the run's info, its layer table and the temperature,
+and must agree with what was scored to 1e-5 on the validation images.
 
 Prints (and with --json writes) the numbers a model card gives: accuracy with
 Wilson's interval, balanced accuracy, macro-F1 and per-class recall with stratified
-bootstrap intervals, per-class precision, each plain and with the mirror
-(`--tta=True`), and again without the validation images that are near-duplicates of
-training images; then the temperature fitted on the split and the calibration error
-before and after. OUT.keras is the run's model.keras as a float32 file without
-optimizer state, carrying the run's info, its layer table and the temperature; it
-must agree with the run's model to 1e-5 on the validation images.
+bootstrap intervals, per-class precision; plain and with the mirror (`--tta=True`)
+for one run, each member's and the ensemble's for several; again without the
+validation images that are near-duplicates of training images; then the temperature
+fitted on the split and the calibration error before and after.
 
-The split is the run's own: its params.json names the data, seed and validation
-fraction, so the same files are drawn as in training. Nothing here is tuned on it.
+The split is the runs' own: the first run's params.json names the data, seed and
+validation fraction, so the same files are drawn as in training. Nothing here is
+tuned on it.
 """
 
 import json
@@ -28,7 +34,7 @@ import keras  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import atomic, calibration, config, metrics  # noqa: E402
+from cnnlib import atomic, calibration, config, ensemble, metrics, subject_split  # noqa: E402
 
 
 def _scores(labels, probabilities, classes):
@@ -58,49 +64,97 @@ def _leaked_validation(data):
     return leaked
 
 
-def ship(run_dir, out_path, cache_dir=None):
-    run_dir, out_path = Path(run_dir), Path(out_path)
+def _network(run_dir, name=None):
+    """The run's model.keras as float32 layers without optimizer state (renamed)."""
+    model = cnn_model.load_model(Path(run_dir) / "model.keras")
+    config = model.get_config()
+    if name:
+        config["name"] = name
+    clone = keras.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _same_split(run_dirs):
+    """Refuse runs that did not draw the same training and validation files."""
+    if len(run_dirs) == 1:
+        return
+    for run_dir in run_dirs:
+        if not (run_dir / "split.csv").is_file():
+            raise SystemExit(f"{run_dir} has no split.csv (runs made before it was "
+                             f"written), so its split cannot be compared: retrain it.")
+    first = subject_split.read_split(run_dirs[0] / "split.csv")
+    for run_dir in run_dirs[1:]:
+        if subject_split.read_split(run_dir / "split.csv") != first:
+            raise SystemExit(f"{run_dir} split its data unlike {run_dirs[0]} (their "
+                             f"split.csv differ): an ensemble is scored on one split.")
+
+
+def ship(run_dirs, out_path, cache_dir=None):
+    """Score the run (or the ensemble of the runs) and write it to `out_path`."""
+    run_dirs, out_path = [Path(r) for r in run_dirs], Path(out_path)
+    _same_split(run_dirs)
     # Parameters added since the run was made take their defaults, as on --resume.
-    params = {**config.defaults(cnn_params), **json.loads((run_dir / "params.json").read_text())}
+    params = {**config.defaults(cnn_params),
+              **json.loads((run_dirs[0] / "params.json").read_text())}
     if cache_dir is not None:
         params["cache_dir"] = cache_dir
     data = cnn_data.prepare_data(params)
     classes, labels = data.classes, np.asarray(data.val_labels)
-    model = cnn_model.load_model(run_dir / "model.keras")
-    plain = metrics.predict(model, data.val_images, 256)
-    mirrored = metrics.predict(model, data.val_images, 256, tta=True)
     leaked = _leaked_validation(data)
-    fitted = calibration.calibrate(plain, labels)
     numbers = {
-        "run": run_dir.name, "classes": classes,
+        "runs": [r.name for r in run_dirs], "classes": classes,
         "train_images": int(len(data.train_labels)), "validation_images": int(len(labels)),
-        "validation_near_duplicates_of_train": int(leaked.sum()),
-        "plain": _scores(labels, plain, classes),
-        "tta": _scores(labels, mirrored, classes),
-        "plain_without_near_duplicates": _scores(labels[~leaked], plain[~leaked], classes),
-        "tta_without_near_duplicates": _scores(labels[~leaked], mirrored[~leaked], classes),
-        "calibration": fitted.as_dict(),
-    }
+        "validation_near_duplicates_of_train": int(leaked.sum())}
+    if len(run_dirs) == 1:
+        model = _network(run_dirs[0])
+        plain = metrics.predict(model, data.val_images, 256)
+        mirrored = metrics.predict(model, data.val_images, 256, tta=True)
+        numbers.update(
+            plain=_scores(labels, plain, classes), tta=_scores(labels, mirrored, classes),
+            plain_without_near_duplicates=_scores(labels[~leaked], plain[~leaked], classes),
+            tta_without_near_duplicates=_scores(labels[~leaked], mirrored[~leaked], classes))
+    else:
+        # Each member on its own, then the shipped ensemble (which mirrors inside).
+        networks = [_network(r, f"member{i + 1}") for i, r in enumerate(run_dirs)]
+        numbers["members"] = {}
+        for run_dir, network in zip(run_dirs, networks):
+            alone = metrics.predict(network, data.val_images, 256)
+            both = metrics.predict(network, data.val_images, 256, tta=True)
+            numbers["members"][run_dir.name] = {
+                "plain": _scores(labels, alone, classes), "tta": _scores(labels, both, classes)}
+        model = ensemble.build_ensemble(networks, mirror=True, name="fer_ensemble")
+        plain = metrics.predict(model, data.val_images, 256)
+        numbers.update(plain=_scores(labels, plain, classes),
+                       plain_without_near_duplicates=_scores(labels[~leaked], plain[~leaked],
+                                                             classes))
+    fitted = calibration.calibrate(plain, labels)
+    numbers["calibration"] = fitted.as_dict()
     # The shipped file: float32 weights, no optimizer state, what eval and
-    # fine-tuning read kept inside.
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    info = dict(cnn_model.model_info(run_dir / "model.keras") or {})
-    info.update(layers=params["layers"], source_run=run_dir.name,
-                trained_on=f"{params['data_dir']} (the run's training split)")
+    # fine-tuning read kept inside (an ensemble's layer table is its first member's).
+    info = dict(cnn_model.model_info(run_dirs[0] / "model.keras") or {})
+    info.update(layers=params["layers"], trained_on=f"{params['data_dir']} (the run's "
+                f"training split)")
+    if len(run_dirs) == 1:
+        info["source_run"] = run_dirs[0].name
+    else:
+        info["ensemble"] = {"mirror": True, "members": [
+            {"name": f"member{i + 1}", "source_run": r.name,
+             "layers": json.loads((r / "params.json").read_text())["layers"]}
+            for i, r in enumerate(run_dirs)]}
     info.pop("calibration", None)
-    # Written beside OUT and put in its place only once it agrees with the run's model.
+    # Written beside OUT and put in its place only once it agrees with what was scored.
     candidate = out_path.with_name(f".{out_path.stem}.candidate{out_path.suffix}")
     try:
-        cnn_model.save_model(clone, candidate, info=info)
+        cnn_model.save_model(model, candidate, info=info)
         calibration.store_calibration(candidate, fitted)
         check = cnn_model.load_model(candidate).predict(data.val_images[:512], verbose=0)
         numbers["max_difference_after_save"] = float(np.abs(check - plain[:512]).max())
         numbers["file_bytes"] = candidate.stat().st_size
         if numbers["max_difference_after_save"] > 1e-5:
-            raise SystemExit(f"The file written for {out_path} disagrees with "
-                             f"{run_dir}/model.keras by "
-                             f"{numbers['max_difference_after_save']:.2e}: not shipped.")
+            raise SystemExit(f"The file written for {out_path} disagrees with what was "
+                             f"scored by {numbers['max_difference_after_save']:.2e}: not "
+                             f"shipped.")
         candidate.replace(out_path)
     finally:
         candidate.unlink(missing_ok=True)
@@ -110,9 +164,9 @@ def ship(run_dir, out_path, cache_dir=None):
 def main(argv):
     positional = [a for a in argv if not a.startswith("--")]
     options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
-    if len(positional) != 2:
+    if len(positional) < 2:
         raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    numbers = ship(*positional, cache_dir=options.get("cache_dir"))
+    numbers = ship(positional[:-1], positional[-1], cache_dir=options.get("cache_dir"))
     text = json.dumps(numbers, indent=1, default=float)
     if options.get("json"):
         atomic.write_text(options["json"], text)

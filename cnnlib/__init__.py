@@ -40,6 +40,7 @@ Modules, roughly in the order a run uses them:
   video           expressions of the faces in a video or a webcam's frames
   scoring         image files, photos' faces and videos scored and printed for cnn_eval
   finetune        a run that starts from a saved model: class map, new head, frozen backbone
+  ensemble        several trained networks shipped as one model, their answers averaged
   intervals       Wilson and bootstrap intervals, paired comparison of two models
   compare         `python -m cnnlib.compare A B`: two runs' or prediction files' comparison
   calibration     calibration error, reliability diagrams, temperature scaling

@@ -118,10 +118,14 @@ def _converter_failed(what, model_path, error):
 
 def inference_model(model):
     """`model` without its training-only augmentation layers (named aug_*), sharing its
-    weights: what is exported. Keras' export traces the random layers' ops, which
+    weights (each member's, for an ensemble): what is exported. Keras' export traces the random layers' ops, which
     TFLite cannot convert and which would make the exported file disagree with Keras."""
     import keras
 
+    from cnnlib import ensemble
+
+    if ensemble.members(model):  # each member drops its own augmentation
+        return ensemble.rebuilt(model, inference_model)
     if not any(layer.name.startswith("aug_") for layer in model.layers):
         return model
     x = inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)

@@ -4,7 +4,8 @@ Offers, in the order a run calls them:
   explicit_names(argv, config_values) -> the parameters a user set (command line, config)
   start_from(path, values, explicit, load_model, model_info, build_model)
                                       -> (Source, the values a run from it must use)
-  read_source(path)                   -> Source: the saved model, its classes and input
+  read_source(path)                   -> Source: the saved model (an ensemble's first
+                                         member), its classes and input
   check_compatible(source, image_size, channels, layer_table, explicit)
                                       -> (image_size, channels) the run must use; raises
                                          ModelError for a contradiction, before any data loads
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import stored_info
+from cnnlib import ensemble, stored_info
 from cnnlib.errors import ModelError
 from cnnlib.labels import normalise_label
 
@@ -84,7 +85,7 @@ def _sha256(path):
 def read_source(path, load_model, model_info):
     """Load the model at `path` with `load_model`, and its info with `model_info`.
 
-    Returns a Source. Raises ModelError when the file is missing, unreadable, or
+    Returns a Source; for an ensemble (cnnlib/ensemble.py), of its first member. Raises ModelError when the file is missing, unreadable, or
     not an image classifier whose output matches its saved classes.
     """
     path = Path(path)
@@ -93,6 +94,12 @@ def read_source(path, load_model, model_info):
                          f"{path / 'model.keras'}).")
     model = load_model(path)
     info = model_info(path) or {}
+    inside = ensemble.members(model)
+    if inside:
+        # An ensemble's recorded layer table is its first member's, the one it starts from.
+        model = inside[0]
+        print(f"{path} averages {len(inside)} networks: fine-tuning starts from the first, "
+              f"{model.name}.")
     shape_in, shape_out = model.input_shape, model.output_shape
     if not (isinstance(shape_in, tuple) and len(shape_in) == 4 and shape_in[1] == shape_in[2]
             and isinstance(shape_out, tuple) and len(shape_out) == 2):
