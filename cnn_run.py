@@ -72,7 +72,8 @@ def _run(params, extra_callbacks, explicit):
         if setup.chief:
             params, run_dir = resume_params(params) if params["resume"] else (params, None)
             # A resumed run (and a worker, below) keeps the classes it resolved already.
-            params, source = start_from(params, set(explicit) if not run_dir else {"classes"})
+            params, source = start_from(params, {"classes"} if run_dir else set(explicit),
+                                        run_dir)
             check_before_work(params)
         params = cluster.from_chief(setup, params)  # every worker trains the chief's
         if not setup.chief:
@@ -147,14 +148,16 @@ def check_before_work(params):
     build(params, params["dropout"], 1, len(classes) if classes != [cnn_data.AUTO] else 2)
 
 
-def start_from(params, explicit):
-    """(params, finetune.Source or None) of INIT_FROM: the model's input, layer table and
-    classes in `params`, checked against what the user set (`explicit`) before the data."""
+def start_from(params, explicit, run_dir=None):
+    """(params, finetune.Source or None) of INIT_FROM, checked against what the user set
+    (`explicit`) before the data and, on a resume, against what `run_dir` started from."""
     if not params["init_from"]:
         return params, None
     source, resolved = finetune.start_from(
         params["init_from"], {k: params[k] for k in finetune.RESOLVED}, explicit,
         cnn_model.load_model, cnn_model.model_info, cnn_model.build_model)
+    if run_dir:
+        finetune.check_same_start(run_dir / "init_from.json", source)
     return {**params, **resolved}, source
 
 
@@ -192,13 +195,15 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
     num_classes = len(data.classes)
     # BATCH_SIZE is one replica's; a step takes one from each (Keras splits the batch).
     batch = cluster.global_batch(params["batch_size"], setup)
+    # SEED drew the split; TRAINING_SEED, when set, draws the weights and data order alone.
+    seed = params["seed"] if params["training_seed"] < 0 else params["training_seed"]
     title = f"{'With' if dropout else 'Without'} dropout"
     print(f"\n=== {title}: {folder}")
     train = cnn_data.make_dataset(data.train_images, data.train_labels, num_classes, batch,
-                                  shuffle=True, seed=params["seed"])
+                                  shuffle=True, seed=seed)
     validation = cnn_data.make_dataset(data.val_images, data.val_labels, num_classes, batch)
     steps = -(-len(data.train_labels) // batch)
-    model = build(params, dropout, steps, seed=params["seed"], setup=setup, start=start)
+    model = build(params, dropout, steps, seed=seed, setup=setup, start=start)
     if start is not None and params["freeze_epochs"] and runs.read_state(folder) is None:
         finetune.train_head(model, train, validation, params["freeze_epochs"],
                             lambda m: cnn_model.compile_model(
@@ -210,8 +215,7 @@ def train_variant(params, data, folder, dropout, setup=None, extra_callbacks=(),
                                      params["learning_rate"],
                                      folder / "tensorboard" if params["tensorboard"] else None),
         extra_callbacks, params["verbose"],
-        model_info(params), params["mixed_precision"], setup, data, params["batch_size"],
-        params["seed"])
+        model_info(params), params["mixed_precision"], setup, data, params["batch_size"], seed)
     if model is None:  # a worker: the chief records
         return None, []
     scores = records.score_variant(folder, title, model, data, history, params["batch_size"])

@@ -1,13 +1,14 @@
 """Score finished runs on their validation split and write them as a shipped model.
 
-    python benchmarks/ship_model.py RUN_DIR [RUN_DIR ...] OUT.keras [--json=numbers.json] [--cache_dir=DIR]
+    python benchmarks/ship_model.py RUN_DIR [RUN_DIR ...] OUT.keras [--json=F] [--cache_dir=D]
 
 One run: OUT.keras is its model.keras as a float32 file without optimizer state.
-Several runs (which must have drawn the same split: their split.csv agree): OUT.keras
-is their ensemble (cnnlib/ensemble.py), each network seeing the image and its mirror,
-their probabilities averaged; the first run's network is the one fine-tuning starts
-from. Either way the file carries the run's info, its layer table and the temperature,
-and must agree with what was scored to 1e-5 on the validation images.
+Several runs (which must have drawn the same split, their split.csv equal, and take
+the same input): OUT.keras is their ensemble (cnnlib/ensemble.py), each network
+seeing the image and its mirror, their probabilities averaged; the first run's
+network is the one fine-tuning starts from. Either way the file carries the run's
+info, its layer table and the temperature; each network must agree with its run's
+own model, and the file with what was scored, to 1e-5 on validation images.
 
 Prints (and with --json writes) the numbers a model card gives: accuracy with
 Wilson's interval, balanced accuracy, macro-F1 and per-class recall with stratified
@@ -64,36 +65,56 @@ def _leaked_validation(data):
     return leaked
 
 
-def _network(run_dir, name=None):
-    """The run's model.keras as float32 layers without optimizer state (renamed)."""
-    model = cnn_model.load_model(Path(run_dir) / "model.keras")
-    config = model.get_config()
+def _network(run_dir, images, name=None):
+    """The run's model.keras as float32 layers without optimizer state (renamed),
+    checked to answer as the run's own model does on `images`."""
+    model = cnn_model.load_model(run_dir / "model.keras")
+    layout = model.get_config()
     if name:
-        config["name"] = name
-    clone = keras.Model.from_config(config)
+        layout["name"] = name
+    clone = keras.Model.from_config(layout)
     clone.set_weights(model.get_weights())
+    difference = float(np.abs(clone.predict(images, verbose=0)
+                              - model.predict(images, verbose=0)).max())
+    if difference > 1e-5:
+        raise SystemExit(f"The copy of {run_dir}/model.keras disagrees with it by "
+                         f"{difference:.2e}: not shipped.")
     return clone
 
 
-def _same_split(run_dirs):
-    """Refuse runs that did not draw the same training and validation files."""
-    if len(run_dirs) == 1:
-        return
+# What a model's info says of its input: every network of an ensemble must agree.
+_INPUT_KEYS = ("classes", "aliases", "image_size", "channels", "crop_faces", "face_margin",
+               "detector", "align")
+
+
+def _check_runs(run_dirs, out_path):
+    """Refuse, before any work, what cannot be shipped: a name that is not .keras, a run
+    without its files, or runs that differ in their split or their input."""
+    if out_path.suffix != ".keras":
+        raise SystemExit(f"{out_path} must end in .keras.")
     for run_dir in run_dirs:
-        if not (run_dir / "split.csv").is_file():
-            raise SystemExit(f"{run_dir} has no split.csv (runs made before it was "
-                             f"written), so its split cannot be compared: retrain it.")
-    first = subject_split.read_split(run_dirs[0] / "split.csv")
+        for name in ("params.json", "model.keras") + (("split.csv",) if len(run_dirs) > 1
+                                                       else ()):
+            if not (run_dir / name).is_file():
+                raise SystemExit(f"{run_dir} has no {name}: give finished runs of "
+                                 f"cnn_run.py (split.csv from 2026-11-30 on).")
+    first = run_dirs[0]
     for run_dir in run_dirs[1:]:
-        if subject_split.read_split(run_dir / "split.csv") != first:
-            raise SystemExit(f"{run_dir} split its data unlike {run_dirs[0]} (their "
-                             f"split.csv differ): an ensemble is scored on one split.")
+        if subject_split.read_split(run_dir / "split.csv") != \
+                subject_split.read_split(first / "split.csv"):
+            raise SystemExit(f"{run_dir} split its data unlike {first} (their split.csv "
+                             f"differ): an ensemble is scored on one split.")
+        mine, theirs = (cnn_model.model_info(r / "model.keras") or {} for r in (run_dir, first))
+        differing = [k for k in _INPUT_KEYS if mine.get(k) != theirs.get(k)]
+        if differing:
+            raise SystemExit(f"{run_dir} was trained on other input than {first} "
+                             f"({', '.join(differing)}): an ensemble takes one input.")
 
 
 def ship(run_dirs, out_path, cache_dir=None):
     """Score the run (or the ensemble of the runs) and write it to `out_path`."""
     run_dirs, out_path = [Path(r) for r in run_dirs], Path(out_path)
-    _same_split(run_dirs)
+    _check_runs(run_dirs, out_path)
     # Parameters added since the run was made take their defaults, as on --resume.
     params = {**config.defaults(cnn_params),
               **json.loads((run_dirs[0] / "params.json").read_text())}
@@ -107,7 +128,7 @@ def ship(run_dirs, out_path, cache_dir=None):
         "train_images": int(len(data.train_labels)), "validation_images": int(len(labels)),
         "validation_near_duplicates_of_train": int(leaked.sum())}
     if len(run_dirs) == 1:
-        model = _network(run_dirs[0])
+        model = _network(run_dirs[0], data.val_images[:512])
         plain = metrics.predict(model, data.val_images, 256)
         mirrored = metrics.predict(model, data.val_images, 256, tta=True)
         numbers.update(
@@ -116,7 +137,8 @@ def ship(run_dirs, out_path, cache_dir=None):
             tta_without_near_duplicates=_scores(labels[~leaked], mirrored[~leaked], classes))
     else:
         # Each member on its own, then the shipped ensemble (which mirrors inside).
-        networks = [_network(r, f"member{i + 1}") for i, r in enumerate(run_dirs)]
+        networks = [_network(r, data.val_images[:512], f"member{i + 1}")
+                    for i, r in enumerate(run_dirs)]
         numbers["members"] = {}
         for run_dir, network in zip(run_dirs, networks):
             alone = metrics.predict(network, data.val_images, 256)
@@ -133,8 +155,8 @@ def ship(run_dirs, out_path, cache_dir=None):
     # The shipped file: float32 weights, no optimizer state, what eval and
     # fine-tuning read kept inside (an ensemble's layer table is its first member's).
     info = dict(cnn_model.model_info(run_dirs[0] / "model.keras") or {})
-    info.update(layers=params["layers"], trained_on=f"{params['data_dir']} (the run's "
-                f"training split)")
+    info.update(layers=params["layers"], trained_on=f"{params['data_dir']} (the training "
+                f"split of {'its runs' if len(run_dirs) > 1 else 'its run'})")
     if len(run_dirs) == 1:
         info["source_run"] = run_dirs[0].name
     else:

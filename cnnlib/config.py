@@ -242,6 +242,7 @@ _RULES = {
     "freeze_epochs": _number(0, 100_000),
     "verbose": (lambda v: v in (0, 1, 2), "0, 1 or 2"),
     "seed": _number(0, 2**32 - 1),
+    "training_seed": _number(-1, 2**32 - 1),
     "standin_validation_total": _number(0, 1_000_000),
     "standin_train_counts": (lambda v: isinstance(v, list) and all(
         isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1_000_000 for n in v)

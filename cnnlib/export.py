@@ -117,9 +117,10 @@ def _converter_failed(what, model_path, error):
 
 
 def inference_model(model):
-    """`model` without its training-only augmentation layers (named aug_*), sharing its
-    weights (each member's, for an ensemble): what is exported. Keras' export traces the random layers' ops, which
-    TFLite cannot convert and which would make the exported file disagree with Keras."""
+    """`model` without its training-only augmentation layers (named aug_*; each
+    member's, for an ensemble), sharing its weights: what is exported. Keras' export
+    traces the random layers' ops, which TFLite cannot convert and which would make
+    the exported file disagree with Keras."""
     import keras
 
     from cnnlib import ensemble

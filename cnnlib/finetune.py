@@ -16,6 +16,8 @@ Offers, in the order a run calls them:
   set_backbone_trainable(model, trainable) all layers but the output on or off
   record_start(path, source, class_map, freeze_epochs) writes and prints what a run
                                          started from
+  check_same_start(path, source)      RunError when a resumed run's starting file has
+                                         changed since record_start wrote `path`
   train_head(model, train, validation, epochs, compile_model, verbose)
                                       -> history rows of the output layer's own epochs;
                                          the model comes back whole and recompiled
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib import ensemble, stored_info
-from cnnlib.errors import ModelError
+from cnnlib.errors import ModelError, RunError
 from cnnlib.labels import normalise_label
 
 
@@ -85,8 +87,9 @@ def _sha256(path):
 def read_source(path, load_model, model_info):
     """Load the model at `path` with `load_model`, and its info with `model_info`.
 
-    Returns a Source; for an ensemble (cnnlib/ensemble.py), of its first member. Raises ModelError when the file is missing, unreadable, or
-    not an image classifier whose output matches its saved classes.
+    Returns a Source; for an ensemble (cnnlib/ensemble.py), of its first member.
+    Raises ModelError when the file is missing, unreadable, or not an image
+    classifier whose output matches its saved classes.
     """
     path = Path(path)
     if path.is_dir():
@@ -177,6 +180,22 @@ def record_start(path, source, class_map, freeze_epochs):
                              "freeze_epochs": freeze_epochs})
     print(f"Starting from {source.path}: classes kept {class_map.kept}, new "
           f"{class_map.new}, dropped {class_map.dropped}.")
+
+
+def check_same_start(path, source):
+    """On --resume: refuse when the file a run started from is no longer the one it
+    recorded at `path` (init_from.json), for the run would go on from other weights."""
+    from cnnlib import runs
+
+    path = Path(path)
+    if not path.is_file():  # interrupted before it was written: nothing to compare
+        return
+    recorded = runs.read_json(path, "record of what the run started from")
+    sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if sha != source.sha256:
+        raise RunError(f"{source.path} has changed since {path.parent} started from it "
+                       f"(SHA-256 {str(sha)[:12]}… then, {source.sha256[:12]}… now): put "
+                       f"the file back to resume, or start a new run.")
 
 
 def canonical_class(name, aliases):

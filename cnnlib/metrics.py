@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, fields
 import keras
 import numpy as np
 
-from cnnlib import intervals
+from cnnlib import ensemble, intervals
 
 SPLITS = ("train", "validation", "test")  # Table 3's columns, in order
 # Fewer images than this make a point estimate say little: the printout says so.
@@ -69,12 +69,14 @@ def predict(model, images, batch_size=32, tta=False):
     """Class probabilities of `images` (uint8 [N, H, W, C]): float32 [N, classes].
 
     Test-time augmentation (`tta`) averages the prediction of each image and of its
-    left-right mirror, the one change that never alters a face's expression.
+    left-right mirror, the one change that never alters a face's expression. A
+    model that does so inside (cnnlib.ensemble) is not asked twice: the answer
+    would be the same.
     """
     if len(images) == 0:
         return np.zeros((0, model.output_shape[-1]), np.float32)
     probabilities = model.predict(images, batch_size=batch_size, verbose=0)
-    if tta:
+    if tta and not ensemble.mirrors(model):
         mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]),
                                  batch_size=batch_size, verbose=0)
         probabilities = (probabilities + mirrored) / 2

@@ -92,3 +92,90 @@ def test_export_drops_every_members_augmentation_and_answers_the_same():
     images = _images(seed=7)
     np.testing.assert_allclose(exported.predict(images, verbose=0),
                                both.predict(images, verbose=0), atol=1e-6)
+
+
+def test_mixed_precision_members_are_refused_and_tta_does_not_ask_twice():
+    from cnnlib import metrics, precision
+
+    member = _member(1, "first")
+    with pytest.raises(ValueError, match="mixed precision"):
+        ensemble.build_ensemble([precision.with_precision(member, "bfloat16")])
+    both = ensemble.build_ensemble([member])
+    assert ensemble.mirrors(both) and not ensemble.mirrors(member)
+    images = _images(seed=9)
+    np.testing.assert_array_equal(metrics.predict(both, images, tta=True),
+                                  metrics.predict(both, images))
+    assert not np.allclose(metrics.predict(member, images, tta=True),
+                           metrics.predict(member, images), atol=1e-6)
+
+
+def test_a_resume_refuses_a_starting_file_that_changed_since(tmp_path):
+    from cnnlib.errors import RunError
+
+    path = cnn_model.save_model(_member(1, "first"), tmp_path / "start.keras",
+                                {"classes": CLASSES, "aliases": {}, "image_size": 16,
+                                 "channels": 1, "layers": LAYERS})
+    source = finetune.read_source(path, cnn_model.load_model, cnn_model.model_info)
+    record = tmp_path / "run" / "init_from.json"
+    finetune.check_same_start(record, source)  # not written yet: nothing to compare
+    record.parent.mkdir()
+    finetune.record_start(record, source, finetune.map_classes(CLASSES, CLASSES, {}), 0)
+    finetune.check_same_start(record, source)
+    cnn_model.save_model(_member(2, "first"), path, {"classes": CLASSES, "aliases": {},
+                                                     "image_size": 16, "channels": 1})
+    changed = finetune.read_source(path, cnn_model.load_model, cnn_model.model_info)
+    with pytest.raises(RunError, match=r"start\.keras has changed since .*run started from "
+                                       r"it .*put the file back"):
+        finetune.check_same_start(record, changed)
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_split_ship_as_an_ensemble(tmp_path):
+    """TRAINING_SEED draws other weights on the same split; ship_model.py averages the
+    two runs into one file, and refuses runs whose split differs."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT, make_class_folders
+
+    data = make_class_folders(tmp_path / "data", per_class=4, classes=["happy", "sad"])
+    runs = []
+    for name, extra in (("first", []), ("second", ["--training_seed=7"])):
+        done = subprocess.run(
+            [sys.executable, "cnn_run.py", f"--data_dir={data}", "--classes=auto",
+             f"--runs_dir={tmp_path / name}", "--epochs=1", "--verbose=0", "--image_size=16",
+             "--test_dir=", "--cache_dir=", "--validation_fraction=0.5", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs.append(next((tmp_path / name).glob("2*")))
+    assert (runs[0] / "split.csv").read_text() == (runs[1] / "split.csv").read_text()
+    weights = [cnn_model.load_model(r / "model.keras").get_layer("conv1").get_weights()[0]
+               for r in runs]
+    assert not np.allclose(*weights)
+    out, numbers = tmp_path / "shipped.keras", tmp_path / "numbers.json"
+    shipped = subprocess.run(
+        [sys.executable, "benchmarks/ship_model.py", *map(str, runs), str(out),
+         f"--json={numbers}", "--cache_dir="], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
+    assert shipped.returncode == 0, shipped.stderr
+    model = keras.models.load_model(out)
+    assert [m.name for m in ensemble.members(model)] == ["member1", "member2"]
+    info = cnn_model.model_info(out)
+    assert [m["source_run"] for m in info["ensemble"]["members"]] == [r.name for r in runs]
+    assert info["classes"] == ["happy", "sad"] and "temperature" in info["calibration"]
+    scored = json.loads(numbers.read_text())
+    assert set(scored["members"]) == {r.name for r in runs}
+    assert scored["validation_images"] == 4 and scored["max_difference_after_save"] <= 1e-5
+    # A run whose split.csv differs (edited here by hand) is refused, and nothing written.
+    other = tmp_path / "other"
+    shutil.copytree(runs[1], other)
+    lines = (other / "split.csv").read_text().splitlines()
+    (other / "split.csv").write_text("\n".join(lines[:-1]) + "\n")
+    refused = subprocess.run(
+        [sys.executable, "benchmarks/ship_model.py", str(runs[0]), str(other),
+         str(tmp_path / "refused.keras"), "--cache_dir="], cwd=ROOT, capture_output=True,
+        text=True, timeout=300)
+    assert refused.returncode != 0 and "split its data unlike" in refused.stderr
+    assert not (tmp_path / "refused.keras").exists()
