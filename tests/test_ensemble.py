@@ -133,7 +133,6 @@ def test_a_resume_refuses_a_starting_file_that_changed_since(tmp_path):
 def test_two_runs_on_one_split_ship_as_an_ensemble(tmp_path):
     """TRAINING_SEED draws other weights on the same split; ship_model.py averages the
     two runs into one file, and refuses runs whose split differs."""
-    import json
     import shutil
     import subprocess
     import sys
@@ -154,28 +153,34 @@ def test_two_runs_on_one_split_ship_as_an_ensemble(tmp_path):
     weights = [cnn_model.load_model(r / "model.keras").get_layer("conv1").get_weights()[0]
                for r in runs]
     assert not np.allclose(*weights)
-    out, numbers = tmp_path / "shipped.keras", tmp_path / "numbers.json"
-    shipped = subprocess.run(
-        [sys.executable, "benchmarks/ship_model.py", *map(str, runs), str(out),
-         f"--json={numbers}", "--cache_dir="], cwd=ROOT, capture_output=True, text=True,
-        timeout=300)
-    assert shipped.returncode == 0, shipped.stderr
+    ship_model = _ship_model_module()
+    out = tmp_path / "shipped.keras"
+    scored = ship_model.ship(runs, out, cache_dir="")
     model = keras.models.load_model(out)
     assert [m.name for m in ensemble.members(model)] == ["member1", "member2"]
     info = cnn_model.model_info(out)
     assert [m["source_run"] for m in info["ensemble"]["members"]] == [r.name for r in runs]
     assert info["classes"] == ["happy", "sad"] and "temperature" in info["calibration"]
-    scored = json.loads(numbers.read_text())
     assert set(scored["members"]) == {r.name for r in runs}
     assert scored["validation_images"] == 4 and scored["max_difference_after_save"] <= 1e-5
-    # A run whose split.csv differs (edited here by hand) is refused, and nothing written.
+    # A run whose split.csv differs (edited here by hand) is refused before any work.
     other = tmp_path / "other"
     shutil.copytree(runs[1], other)
     lines = (other / "split.csv").read_text().splitlines()
     (other / "split.csv").write_text("\n".join(lines[:-1]) + "\n")
-    refused = subprocess.run(
-        [sys.executable, "benchmarks/ship_model.py", str(runs[0]), str(other),
-         str(tmp_path / "refused.keras"), "--cache_dir="], cwd=ROOT, capture_output=True,
-        text=True, timeout=300)
-    assert refused.returncode != 0 and "split its data unlike" in refused.stderr
+    with pytest.raises(SystemExit, match="split its data unlike"):
+        ship_model.ship([runs[0], other], tmp_path / "refused.keras", cache_dir="")
     assert not (tmp_path / "refused.keras").exists()
+
+
+def _ship_model_module():
+    """benchmarks/ship_model.py, imported (it is a script, not a package module)."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("ship_model",
+                                                  ROOT / "benchmarks" / "ship_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
