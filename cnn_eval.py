@@ -38,7 +38,8 @@ labelled test set reports its calibration error and reliability.png.
 --min_confidence=P marks a face or image whose top probability is below P "uncertain"
 instead of a class, in the printout, the CSVs and the annotated photos and videos.
 --tta=True averages each image's prediction with its mirror's (test-time
-augmentation), for labelled sets and image files. The classes, image size and channels are always the
+augmentation), for labelled sets and image files; an ensemble that does so inside
+(the shipped model) is not asked twice. The classes, image size and channels are always the
 model's own: saved inside the .keras file, or in its run's params.json. Nothing
 given is ever written to.
 

@@ -104,9 +104,9 @@ LR_SCHEDULE = "none"  # "none" (report), "cosine" (warm-up, then cosine decay to
                       # "plateau" (halve the rate after 3 epochs without a better val loss)
 WARMUP_EPOCHS = 0     # epochs of linear warm-up before the cosine decay
 SEED = 1234           # one seed makes a run repeatable (data order, noise, weights)
-TRAINING_SEED = -1    # -1: SEED throughout; else the seed of the starting weights, data order
-                      # and augmentation draws only (SEED still draws the split): another
-                      # network on the same split, e.g. an ensemble's member
+TRAINING_SEED = -1    # -1: SEED throughout; else the seed of the starting weights, dropout,
+                      # data order and the model's augmentation layers only (SEED still draws
+                      # the split and Table 1's copies): another network on the same split
 VERBOSE = 1           # Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch
 
 # ---------------------------------------------------------------- runs

@@ -15,7 +15,8 @@ Offers (for tests and notebooks), in call order:
   run(params, extra_callbacks) -> Path of the run folder written (None on a worker
                                   of a cluster that is not the chief)
     check_before_work(params)  raises a UserError for a bad value, path or layer table
-    start_from(params, explicit) -> (params, Source) of INIT_FROM, checked before the data
+    start_from(params, explicit, run_dir) -> (params, Source) of INIT_FROM, checked before
+                                  the data (and, on a resume, against what the run started from)
     build(params, dropout, steps_per_epoch, ...) -> the compiled model of Table 2 (or
                                   the saved model INIT_FROM names, with a new head)
     train_variant(params, data, folder, dropout, ...) -> ({split: Scores}, history rows)

@@ -33,7 +33,9 @@ def train(config, seed, overrides, runs_dir):
     start = time.perf_counter()
     log = OUT / f"{Path(config).stem}-seed{seed}.log"
     with open(log, "w") as handle:
+        # Every seed, its own split and weights: a config's TRAINING_SEED is overridden.
         done = subprocess.run([sys.executable, "cnn_run.py", config, f"--seed={seed}",
+                               "--training_seed=-1",
                                f"--runs_dir={runs_dir}", "--verbose=2", *overrides],
                               cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start

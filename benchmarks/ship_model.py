@@ -35,7 +35,8 @@ import keras  # noqa: E402
 import cnn_data  # noqa: E402
 import cnn_model  # noqa: E402
 import cnn_params  # noqa: E402
-from cnnlib import atomic, calibration, config, ensemble, metrics, subject_split  # noqa: E402
+from cnnlib import atomic, calibration, config, ensemble, metrics, runs, subject_split  # noqa: E402
+from cnnlib.errors import RunError  # noqa: E402
 
 
 def _scores(labels, probabilities, classes):
@@ -90,18 +91,31 @@ _INPUT_KEYS = ("classes", "aliases", "image_size", "channels", "crop_faces", "fa
 def _check_runs(run_dirs, out_path):
     """Refuse, before any work, what cannot be shipped: a name that is not .keras, a run
     without its files, or runs that differ in their split or their input."""
-    if out_path.suffix != ".keras":
-        raise SystemExit(f"{out_path} must end in .keras.")
+    if out_path.suffix != ".keras" or not out_path.parent.is_dir():
+        raise SystemExit(f"{out_path} must end in .keras, in a folder that exists.")
+    if len({r.name for r in run_dirs}) != len(run_dirs):
+        raise SystemExit("Each run may be given once (and their folder names must differ).")
     for run_dir in run_dirs:
         for name in ("params.json", "model.keras") + (("split.csv",) if len(run_dirs) > 1
                                                        else ()):
             if not (run_dir / name).is_file():
                 raise SystemExit(f"{run_dir} has no {name}: give finished runs of "
                                  f"cnn_run.py (split.csv from 2026-11-30 on).")
+        try:
+            saved = runs.read_json(run_dir / "params.json", "parameters")
+        except RunError as error:
+            raise SystemExit(str(error)) from None
+        if not isinstance(saved, dict) or "layers" not in saved:
+            raise SystemExit(f"{run_dir}/params.json has no layer table: give runs of "
+                             f"cnn_run.py, unchanged.")
     first = run_dirs[0]
     for run_dir in run_dirs[1:]:
-        if subject_split.read_split(run_dir / "split.csv") != \
-                subject_split.read_split(first / "split.csv"):
+        try:
+            differ = (subject_split.read_split(run_dir / "split.csv")
+                      != subject_split.read_split(first / "split.csv"))
+        except (ValueError, OSError, UnicodeDecodeError) as error:
+            raise SystemExit(f"{error}: give runs of cnn_run.py, unchanged.") from None
+        if differ:
             raise SystemExit(f"{run_dir} split its data unlike {first} (their split.csv "
                              f"differ): an ensemble is scored on one split.")
         mine, theirs = (cnn_model.model_info(r / "model.keras") or {} for r in (run_dir, first))

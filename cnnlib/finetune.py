@@ -192,6 +192,9 @@ def check_same_start(path, source):
         return
     recorded = runs.read_json(path, "record of what the run started from")
     sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise RunError(f"{path} has no SHA-256 of the file the run started from: it was "
+                       f"changed by hand, so start a new run.")
     if sha != source.sha256:
         raise RunError(f"{source.path} has changed since {path.parent} started from it "
                        f"(SHA-256 {str(sha)[:12]}… then, {source.sha256[:12]}… now): put "
@@ -216,13 +219,30 @@ def map_classes(model_classes, data_classes, aliases):
     return ClassMap(list(data_classes), source_rows, dropped)
 
 
+def _reseed_random_layers(layers, seed):
+    """Set each random layer's generator to its own state drawn from `seed`."""
+    import keras
+
+    generators = [value for layer in layers for value in vars(layer).values()
+                  if isinstance(value, keras.random.SeedGenerator)]
+    starts = np.random.default_rng(seed).integers(1, 2**31, len(generators))
+    for generator, start in zip(generators, starts):
+        generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
+
+
 def transfer(source_model, class_map, seed=None):
     """A new model: the source's layers and weights, and an output layer for the data.
 
     Kept classes take the source's output row (kernel column and bias); new
-    classes a freshly initialised one. Returns the keras.Model, uncompiled.
+    classes a freshly initialised one. With `seed`, every random layer (dropout,
+    augmentation) draws from it: a loaded model's dropout starts from an unsaved,
+    random state, so a run from it would not repeat otherwise. Returns the
+    keras.Model, uncompiled.
     """
     import keras
+
+    if seed is not None:
+        _reseed_random_layers(source_model.layers, seed)
 
     output = source_model.layers[-1]
     config = output.get_config()

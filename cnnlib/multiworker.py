@@ -105,7 +105,8 @@ def fit(setup, model, data, epochs, batch_size, seed=0, initial_epoch=0, callbac
     the class weights of Equation 1 as Keras applies them (loss = sum of weight x
     cross-entropy over the global batch / its images; accuracy unweighted),
     validation on every worker's share of the validation set. Each epoch's order
-    is drawn from SEED and the epoch number alone.
+    is drawn from the run's seed (TRAINING_SEED when set, else SEED) and the epoch
+    number alone.
     The chief runs `callbacks` (keras callbacks: the epoch checkpoint, early
     stopping...) and tells the workers after each epoch whether to go on, so an
     error or early stop on the chief stops everyone at the same epoch.

@@ -127,6 +127,10 @@ def test_a_resume_refuses_a_starting_file_that_changed_since(tmp_path):
     with pytest.raises(RunError, match=r"start\.keras has changed since .*run started from "
                                        r"it .*put the file back"):
         finetune.check_same_start(record, changed)
+    for damaged in ("[]", "{}", '{"sha256": 5}'):
+        record.write_text(damaged)
+        with pytest.raises(RunError, match="init_from.json has no SHA-256 .* start a new run"):
+            finetune.check_same_start(record, changed)
 
 
 @pytest.mark.slow
@@ -184,3 +188,21 @@ def _ship_model_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_ship_model_refuses_what_it_cannot_ship_before_any_work(tmp_path):
+    ship = _ship_model_module().ship
+    run = tmp_path / "runs" / "20261130-000000-dropout"
+    run.mkdir(parents=True)
+    cases = [([run], tmp_path / "model.h5", "must end in .keras"),
+             ([run], tmp_path / "missing" / "m.keras", "in a folder that exists"),
+             ([run, run], tmp_path / "m.keras", "given once"),
+             ([run], tmp_path / "m.keras", "has no params.json")]
+    (run / "model.keras").write_bytes(b"")
+    for runs, out, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            ship(runs, out, cache_dir="")
+    (run / "params.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="has no layer table"):
+        ship([run], tmp_path / "m.keras", cache_dir="")
+    assert not list(tmp_path.glob("*.keras"))

@@ -82,6 +82,20 @@ def test_frozen_backbone_trains_only_the_head(source_file):
             np.testing.assert_array_equal(old, new)
 
 
+def test_a_run_from_a_saved_model_draws_the_same_dropout_from_the_same_seed():
+    from tensorflow import convert_to_tensor
+
+    source = cnn_model.build_model(
+        [{"type": "conv", "units": 4, "kernel": 3, "pool": 2, "dropout": 0.5},
+         {"type": "dense", "units": 3}], 3, 16, 1, True, seed=1)
+    mapped = finetune.map_classes(SOURCE_CLASSES, SOURCE_CLASSES, {})
+    images = convert_to_tensor(np.random.default_rng(3).integers(0, 256, (6, 16, 16, 1)).astype(np.float32))
+    answers = [finetune.transfer(source, mapped, seed=seed)(images, training=True).numpy()
+               for seed in (5, 5, 6)]
+    np.testing.assert_array_equal(answers[0], answers[1])
+    assert not np.allclose(answers[0], answers[2])
+
+
 def test_refusals_name_the_value_and_the_model(source_file):
     source = read(source_file)
     assert finetune.check_compatible(source, 96, 1, LAYERS, set()) == (16, 1)
