@@ -134,25 +134,20 @@ def test_a_resume_refuses_a_starting_file_that_changed_since(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runs_on_one_split_ship_as_an_ensemble(tmp_path):
+def test_two_runs_on_one_split_ship_as_an_ensemble(tiny_params, tmp_path):
     """TRAINING_SEED draws other weights on the same split; ship_model.py averages the
     two runs into one file, and refuses runs whose split differs."""
     import shutil
-    import subprocess
-    import sys
 
-    from conftest import ROOT, make_class_folders
+    import cnn_run
+    from conftest import make_class_folders
 
-    data = make_class_folders(tmp_path / "data", per_class=4, classes=["happy", "sad"])
-    runs = []
-    for name, extra in (("first", []), ("second", ["--training_seed=7"])):
-        done = subprocess.run(
-            [sys.executable, "cnn_run.py", f"--data_dir={data}", "--classes=auto",
-             f"--runs_dir={tmp_path / name}", "--epochs=1", "--verbose=0", "--image_size=16",
-             "--test_dir=", "--cache_dir=", "--validation_fraction=0.5", *extra],
-            cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        runs.append(next((tmp_path / name).glob("2*")))
+    data = make_class_folders(tmp_path / "two_classes", per_class=4, classes=["happy", "sad"])
+    runs = [cnn_run.run({**tiny_params, "data_dir": str(data), "classes": ["auto"],
+                         "runs_dir": str(tmp_path / name), "image_size": 16, "test_dir": "",
+                         "cache_dir": "", "validation_fraction": 0.5,
+                         "training_seed": training_seed})
+            for name, training_seed in (("first", -1), ("second", 7))]
     assert (runs[0] / "split.csv").read_text() == (runs[1] / "split.csv").read_text()
     weights = [cnn_model.load_model(r / "model.keras").get_layer("conv1").get_weights()[0]
                for r in runs]
