@@ -177,7 +177,8 @@ def build(params, dropout, steps_per_epoch, num_classes=None, seed=None, setup=N
         if start is not None:
             model = finetune.transfer(*start, seed=seed)
             cnn_model.compile_model(model, params["learning_rate"], **options)
-            return cnn_model.with_precision(model, params["mixed_precision"])
+            model = cnn_model.with_precision(model, params["mixed_precision"])
+            return finetune.reseed_random_layers(model, seed)  # after any copy of it
         return cnn_model.build_model(
             params["layers"], num_classes or len(params["classes"]), params["image_size"],
             params["channels"], dropout, params["learning_rate"], seed=seed,

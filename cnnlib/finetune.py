@@ -13,6 +13,8 @@ Offers, in the order a run calls them:
   map_classes(model_classes, data_classes, aliases) -> ClassMap: kept, new, dropped
   transfer(source_model, class_map, seed) -> a keras.Model (uncompiled): the source's
                                          layers, and an output layer with one row a data class
+  reseed_random_layers(model, seed)   -> the model, its dropout and augmentation drawing
+                                         from `seed`
   set_backbone_trainable(model, trainable) all layers but the output on or off
   record_start(path, source, class_map, freeze_epochs) writes and prints what a run
                                          started from
@@ -219,30 +221,29 @@ def map_classes(model_classes, data_classes, aliases):
     return ClassMap(list(data_classes), source_rows, dropped)
 
 
-def _reseed_random_layers(layers, seed):
-    """Set each random layer's generator to its own state drawn from `seed`."""
+def reseed_random_layers(model, seed):
+    """Give each random layer (dropout, augmentation) of `model` its own state drawn
+    from `seed`, and return the model. A loaded model's dropout starts from an
+    unsaved, random state, so a run from it would not repeat otherwise."""
     import keras
 
-    generators = [value for layer in layers for value in vars(layer).values()
+    if seed is None:
+        return model
+    generators = [value for layer in model.layers for value in vars(layer).values()
                   if isinstance(value, keras.random.SeedGenerator)]
     starts = np.random.default_rng(seed).integers(1, 2**31, len(generators))
     for generator, start in zip(generators, starts):
         generator.state.assign(np.array([start, 0], dtype=generator.state.dtype))
+    return model
 
 
 def transfer(source_model, class_map, seed=None):
     """A new model: the source's layers and weights, and an output layer for the data.
 
     Kept classes take the source's output row (kernel column and bias); new
-    classes a freshly initialised one. With `seed`, every random layer (dropout,
-    augmentation) draws from it: a loaded model's dropout starts from an unsaved,
-    random state, so a run from it would not repeat otherwise. Returns the
-    keras.Model, uncompiled.
+    classes a freshly initialised one. Returns the keras.Model, uncompiled.
     """
     import keras
-
-    if seed is not None:
-        _reseed_random_layers(source_model.layers, seed)
 
     output = source_model.layers[-1]
     config = output.get_config()
