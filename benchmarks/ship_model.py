@@ -90,11 +90,13 @@ _INPUT_KEYS = ("classes", "aliases", "image_size", "channels", "crop_faces", "fa
 
 def _check_runs(run_dirs, out_path):
     """Refuse, before any work, what cannot be shipped: a name that is not .keras, a run
-    without its files, or runs that differ in their split or their input."""
+    without its files, or runs that differ in their split or their input. Returns each
+    run's saved parameters."""
     if out_path.suffix != ".keras" or not out_path.parent.is_dir():
         raise SystemExit(f"{out_path} must end in .keras, in a folder that exists.")
     if len({r.name for r in run_dirs}) != len(run_dirs):
         raise SystemExit("Each run may be given once (and their folder names must differ).")
+    saved_params = []
     for run_dir in run_dirs:
         for name in ("params.json", "model.keras") + (("split.csv",) if len(run_dirs) > 1
                                                        else ()):
@@ -108,6 +110,7 @@ def _check_runs(run_dirs, out_path):
         if not isinstance(saved, dict) or "layers" not in saved:
             raise SystemExit(f"{run_dir}/params.json has no layer table: give runs of "
                              f"cnn_run.py, unchanged.")
+        saved_params.append(saved)
     first = run_dirs[0]
     for run_dir in run_dirs[1:]:
         try:
@@ -123,15 +126,15 @@ def _check_runs(run_dirs, out_path):
         if differing:
             raise SystemExit(f"{run_dir} was trained on other input than {first} "
                              f"({', '.join(differing)}): an ensemble takes one input.")
+    return saved_params
 
 
 def ship(run_dirs, out_path, cache_dir=None):
     """Score the run (or the ensemble of the runs) and write it to `out_path`."""
     run_dirs, out_path = [Path(r) for r in run_dirs], Path(out_path)
-    _check_runs(run_dirs, out_path)
+    saved_params = _check_runs(run_dirs, out_path)
     # Parameters added since the run was made take their defaults, as on --resume.
-    params = {**config.defaults(cnn_params),
-              **json.loads((run_dirs[0] / "params.json").read_text())}
+    params = {**config.defaults(cnn_params), **saved_params[0]}
     if cache_dir is not None:
         params["cache_dir"] = cache_dir
     data = cnn_data.prepare_data(params)
@@ -175,9 +178,8 @@ def ship(run_dirs, out_path, cache_dir=None):
         info["source_run"] = run_dirs[0].name
     else:
         info["ensemble"] = {"mirror": True, "members": [
-            {"name": f"member{i + 1}", "source_run": r.name,
-             "layers": json.loads((r / "params.json").read_text())["layers"]}
-            for i, r in enumerate(run_dirs)]}
+            {"name": f"member{i + 1}", "source_run": r.name, "layers": saved["layers"]}
+            for i, (r, saved) in enumerate(zip(run_dirs, saved_params))]}
     info.pop("calibration", None)
     # Written beside OUT and put in its place only once it agrees with what was scored.
     candidate = out_path.with_name(f".{out_path.stem}.candidate{out_path.suffix}")
