@@ -309,6 +309,8 @@ def export_or_serve(model_paths, sources, params):
 
     Returns the exit status: 1 when an export was written but failed its check.
     """
+    if params["export"] and params["serve"] != -1:
+        raise ModelError("--export and --serve are two jobs: run one, then the other.")
     if params["export"] and params["export"] not in export.FORMATS:
         raise ModelError(f"--export={params['export']!r} is not a format: use one of "
                          f"{', '.join(export.FORMATS)}.")

@@ -345,21 +345,24 @@ def save_model(model, path, info=None):
     return Path(path)
 
 
-def _missing_model(path):
+def _missing_model(path, flag="--model"):
     return ModelError(f"Failed to find the model {path}: train one first with "
-                      f"`python cnn_run.py`, or give --model=PATH to a .keras file.")
+                      f"`python cnn_run.py`, or give {flag}=PATH to a .keras file.")
 
 
-def load_model(path):
-    """Load a model saved by save_model; ModelError if it is missing or unreadable."""
+def load_model(path, flag="--model"):
+    """Load a model saved by save_model; ModelError if it is missing or unreadable.
+
+    `flag` is the option the user gave the path with, named in the error.
+    """
     path = Path(path)
     if not path.is_file():
-        raise _missing_model(path)
+        raise _missing_model(path, flag)
     try:
         return keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a file it cannot read
         raise ModelError(f"{path} is not a model saved by this suite, or is damaged "
-                         f"({type(error).__name__}): give --model=PATH to a .keras file "
+                         f"({type(error).__name__}): give {flag}=PATH to a .keras file "
                          f"written by cnn_run.py.") from None
 
 

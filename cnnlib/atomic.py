@@ -7,6 +7,8 @@ Offers:
   write_text(path, text)   a text file, atomically
   write_json(path, data)   indented JSON, atomically
   copy_file(source, path)  a copy of `source` at `path`, atomically
+  fitting_name(stem, ending) -> `stem + ending`, the stem shortened (with a short hash
+                           of it) so the name fits NAME_MAX with room for a "-N" counter
 
 The temporary name starts with "." and keeps the suffix (Keras and matplotlib pick
 the format from it), so it is never mistaken for a finished file; where the target's
@@ -23,6 +25,18 @@ import shutil
 from pathlib import Path
 
 NAME_MAX = 255  # bytes in one name, on the usual file systems (ext4, xfs, btrfs, APFS)
+
+
+def fitting_name(stem, ending):
+    """Return `stem + ending` as a file name that fits NAME_MAX bytes, with room left
+    for a `-NNNN` counter: a name derived from a user's long (but legal) file name,
+    such as `<stem>-faces.jpg`, would otherwise be refused by the file system."""
+    room = NAME_MAX - 5 - len(os.fsencode(ending))
+    if len(os.fsencode(stem)) <= room:
+        return stem + ending
+    digest = hashlib.sha1(os.fsencode(stem)).hexdigest()[:8]
+    kept = os.fsencode(stem)[:room - len(digest) - 1]
+    return kept.decode("utf-8", "ignore") + "~" + digest + ending  # never half a character
 
 
 def _sync(path):

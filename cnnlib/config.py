@@ -2,7 +2,8 @@
 
 Offers:
   defaults(module)                  -> {lower-case name: value} of the module's UPPER_CASE values
-  parse_args(argv, defaults, ...)   -> (params, positional arguments)
+  parse_args(argv, defaults, ...)   -> (params, positional arguments); -h or --help
+                                    prints the running script's usage and exits 0
   read_config_file(path, defaults)  -> {name: value} set by a configuration file
   check_saved(values, defaults, source, extra) -> values read back from a file, checked
                                     like --name=value (ConfigError names file and key)
@@ -11,7 +12,7 @@ Offers:
 A configuration file (nanoGPT's config/*.py) is plain Python that assigns some of
 the UPPER_CASE names of cnn_params.py, read without running it; `--name=value` on
 the command line then overrides both. `--name=value` sets `name` (the lower-case
-form of a parameter).
+form of a parameter); `--` ends them, so a file named `--x.jpg` can follow it.
 The value must fit the default's type: int, float (an int is fine), bool
 (true/false/1/0/yes/no), str, or JSON for lists and dicts (e.g. --layers='[...]');
 a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
@@ -19,6 +20,7 @@ a list of names may also be written with commas (--classes=anger,fear, --classes
 
 import json
 import math
+import sys
 
 from cnnlib import config_file
 from cnnlib.errors import ConfigError, shown
@@ -169,7 +171,12 @@ def parse_args(argv, defaults, positional=True):
     allow_positional = positional
     params = dict(defaults)
     positional, overrides, files = [], [], []
-    for arg in argv:
+    ended = "--" in argv  # everything after `--` is positional
+    options, after = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if ended else (argv, [])
+    if "-h" in options or "--help" in options:
+        _print_help(defaults)
+        raise SystemExit(0)  # as argparse does: help is an answer, not an error
+    for arg in options:
         if arg.startswith("--"):
             overrides.append(arg)
         elif arg.endswith(".py"):
@@ -179,6 +186,10 @@ def parse_args(argv, defaults, positional=True):
         else:
             raise ConfigError(f"Unexpected argument {shown(arg)}: parameters are written "
                               f"--name=value, and a configuration file ends in .py.")
+    if after and not allow_positional:
+        raise ConfigError(f"Unexpected argument {shown(after[0])}: this script takes no "
+                          f"files, only --name=value and configuration files.")
+    positional += after
     for path in files:
         values = read_config_file(path, defaults)
         params.update(values)
@@ -199,6 +210,16 @@ def parse_args(argv, defaults, positional=True):
         params[name] = _convert(name, text, defaults[name])
     check_values(params)
     return params, positional
+
+
+def _print_help(defaults):
+    """Print the running script's docstring and every --name with its default."""
+    script = sys.modules.get("__main__")
+    print((getattr(script, "__doc__", None) or "").strip())
+    print("\nParameters, written --name=value, with their defaults:")
+    for name in sorted(defaults):
+        value = repr(defaults[name])
+        print(f"  --{name}={value if len(value) <= 60 else value[:57] + '...'}")
 
 
 def _number(low=None, high=None, low_open=False, high_open=False):
@@ -279,6 +300,8 @@ _RULES = {
                    "none, mirrored or multiworker"),
     "cpu_devices": _number(1, 256),
     "max_pixels": _number(64 * 64, 10**9),
+    "check_images": _number(1, 1_000_000),
+    "calibration_images": _number(1, 1_000_000),
     "mixed_precision": (lambda v: v in ("none", "bfloat16", "float16"),
                         "none, bfloat16 or float16"),
 }

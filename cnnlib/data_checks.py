@@ -30,7 +30,8 @@ def check_data(data, data_dir, strict=False, twins=None):
     """Raise DataError for loaded data that cannot be trained on.
 
     With `strict`, any skipped file is an error. Files byte-identical in training
-    and validation (a leak that inflates validation accuracy) get a warning;
+    and validation (a leak that inflates validation accuracy) get a warning, and so does
+    a class with no validation image;
     `twins`, when given, are those pairs already found (from the cache).
     Returns the pairs.
     """
@@ -54,6 +55,14 @@ def check_data(data, data_dir, strict=False, twins=None):
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
+    in_validation = np.bincount(np.asarray(data["validation"][1], dtype=np.int64),
+                                minlength=len(data["classes"]))
+    if not in_validation.all():
+        absent = ", ".join(data["classes"][c] for c in np.flatnonzero(in_validation == 0))
+        warnings.warn(f"The validation split of {data_dir} has no image of {absent}: its "
+                      f"recall and balanced accuracy leave that class out, and the "
+                      f"calibration is fitted without it; add validation images of it.",
+                      stacklevel=2)
     if twins is None:
         twins = files.identical_files(data["train"][2], data["validation"][2])
     if twins:

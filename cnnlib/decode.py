@@ -151,6 +151,14 @@ def _decode_with_pillow(path, size, channels):
             # 16-bit grayscale: scale to 8 bits rather than clip.
             array = np.asarray(image, dtype=np.float64) / 257.0
             image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
+        elif image.mode == "F":
+            # Floating-point (a TIFF from a scientific tool): 0..1 is the usual scale for
+            # floats, anything else is taken as 0..255; Pillow alone would clip 0..1 to black.
+            array = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0,
+                                  neginf=0.0)
+            if array.size and array.min() >= 0 and array.max() <= 1:
+                array = array * 255.0
+            image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
         image = image.convert("L" if channels == 1 else "RGB")
         array = np.asarray(image, dtype=np.uint8)
     return array.reshape(array.shape[0], array.shape[1], channels)

@@ -87,7 +87,7 @@ def _sha256(path):
 
 
 def read_source(path, load_model, model_info):
-    """Load the model at `path` with `load_model`, and its info with `model_info`.
+    """Load the model at `path` with `load_model(path, flag)`, and its info with `model_info`.
 
     Returns a Source; for an ensemble (cnnlib/ensemble.py), of its first member.
     Raises ModelError when the file is missing, unreadable, or not an image
@@ -97,7 +97,7 @@ def read_source(path, load_model, model_info):
     if path.is_dir():
         raise ModelError(f"--init_from={path} is a folder: give the .keras file in it (e.g. "
                          f"{path / 'model.keras'}).")
-    model = load_model(path)
+    model = load_model(path, flag="--init_from")  # its errors name the flag given
     info = model_info(path) or {}
     inside = ensemble.members(model)
     if inside:

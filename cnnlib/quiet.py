@@ -1,7 +1,8 @@
 """A quiet start: only the suite's own lines and Keras' progress bar reach the screen.
 
 Offers:
-  start()   filter TensorFlow's known harmless C++ notices out of this process's stderr
+  start()   filter TensorFlow's known harmless C++ notices out of this process's stderr,
+            and show the suite's own warnings as one line each ("warning: ...")
 
 The log level itself is set when the package is imported (cnnlib/__init__.py),
 before TensorFlow loads. Some notices ignore it: absl prints "WARNING: All log
@@ -17,6 +18,8 @@ import os
 import re
 import sys
 import threading
+import warnings
+from pathlib import Path
 
 # The notices known to be harmless; anything else from TensorFlow still shows.
 HARMLESS = re.compile(
@@ -27,6 +30,15 @@ HARMLESS = re.compile(
     rb"|NodeDef mentions attribute use_unbounded_threadpool))")
 
 _started = False
+_PROJECT = str(Path(__file__).resolve().parents[1])
+_python_format = warnings.formatwarning
+
+
+def _one_line(message, category, filename, lineno, line=None):
+    """The suite's warnings are sentences for the user: no source file, line or code."""
+    if str(Path(filename).resolve()).startswith(_PROJECT):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
 
 
 def _forward(read_end, target):
@@ -55,6 +67,7 @@ def start():
     Call it first thing in a script, before TensorFlow is imported. Idempotent.
     """
     global _started
+    warnings.formatwarning = _one_line
     if _started or os.environ.get("CNN_TF_LOGS") == "1":
         return
     _started = True

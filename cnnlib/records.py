@@ -136,6 +136,12 @@ def write_calibration(folder, probabilities, labels, title="Validation"):
     print(f"calibration: temperature T={fitted.temperature:.3f} fitted on the validation "
           f"split; ECE {fitted.ece_before:.3f} before, {fitted.ece_after:.3f} after; stored "
           f"in the model file; {folder / 'reliability.png'}")
+    if not (calibration.TEMPERATURE_RANGE[0] * 1.01 < fitted.temperature
+            < calibration.TEMPERATURE_RANGE[1] * 0.99):
+        print(f"note: T reached the end of its range {calibration.TEMPERATURE_RANGE}: on "
+              f"these {len(labels)} validation images the model is too far from calibrated "
+              f"for one temperature to fix; train longer or on more data before trusting "
+              f"its probabilities.")
     return {"T": fitted.temperature, **fitted.as_dict(), "fitted_on": "validation"}
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import calibration, face_settings, faces, interrupt, metrics, plots, records, runs
-from cnnlib import video
+from cnnlib import atomic, calibration, face_settings, faces, interrupt, metrics, plots, records
+from cnnlib import runs, video
 from cnnlib.decode import load_images
 from cnnlib.errors import DataError, UserError
 from cnnlib.labels import class_lookup, label_from_filename
@@ -136,7 +136,8 @@ def score_photos(model, photos, trained, params, out_dir):
                    f"to 24")
             print(f"{name}: no face found ({why}).")
             continue
-        out_path = runs.claim_path(Path(out_dir) / f"{Path(path).stem}-faces.jpg")
+        out_path = runs.claim_path(Path(out_dir) / atomic.fitting_name(Path(path).stem,
+                                                                        "-faces.jpg"))
         found, face_crops = faces.score_photo(model, path, boxes, classes,
                                               trained["image_size"], trained["channels"],
                                               faces_as.margin, out_path, faces_as.align,

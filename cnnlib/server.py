@@ -161,7 +161,10 @@ def predict(predictor, data, mode="auto", max_pixels=decode.MAX_PIXELS):
         if mode == "false":
             reason = "--faces=false: the whole image is scored"
         elif mode == "auto" and faces.is_face_crop((height, width), [f.box for f in boxes]):
-            reason = "the image is already a face crop, so it is scored whole, as in training"
+            reason = ("the image is already a face crop, so it is scored whole, as in training"
+                      if boxes else f"no face was found, and an image this small (at most "
+                      f"{faces.CROP_MAX_SIDE} px a side) is taken for a face crop: it is "
+                      f"scored whole, as in training")
         elif not boxes:
             reason = (f"no face of at least {predictor.min_face} px was found: the whole "
                       f"image is scored")
@@ -300,6 +303,8 @@ def create_app(predictor, limits=None, faces_mode="auto"):
 
     @app.post("/predict")
     def score():
+        if len(request.args.getlist("faces")) > 1:  # which one was meant is a guess
+            raise ApiError(400, "faces is given more than once: give it once.")
         mode = request.args.get("faces", faces_mode)
         try:
             faces.face_mode(mode)

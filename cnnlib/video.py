@@ -40,13 +40,16 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))
 # Image formats that share the MP4 container's "ftyp" box (HEIF, AVIF stills).
 _IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"heim", b"heis"}
+# First bytes of still images: JPEG, PNG, GIF, BMP, TIFF (both byte orders).
+_IMAGE_STARTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 SAME_FACE_IOU = 0.3  # a box overlapping a recent one this much is the same face
 DEFAULT_FPS = 30.0   # for a webcam that does not report its rate
 
 
 def is_video(path):
     """True when `path` is a video: by its first bytes (MP4/MOV, AVI, Matroska/WebM,
-    MPEG, FLV, WMV), else by its extension."""
+    MPEG, FLV, WMV; an image's first bytes say it is not, whatever its name), else by
+    its extension."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
@@ -59,6 +62,8 @@ def is_video(path):
             b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV",
             b"\x30\x26\xb2\x75")):
         return True
+    if head.startswith(_IMAGE_STARTS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return False  # e.g. a photo saved under a .mp4 name is scored as the photo
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
@@ -252,14 +257,14 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
     start = time.perf_counter()
     # The CSV is written as the frames go: what stays in memory per face and frame is
     # only its time and probabilities (for the figure), a few dozen bytes.
-    csv_path = out_dir / f"{stem}-faces.csv"
+    csv_path = out_dir / atomic.fitting_name(stem, "-faces.csv")
     with atomic.writing(csv_path) as csv_partial, open(csv_partial, "w", newline="") as table:
         csv_rows = csv.writer(table, lineterminator="\n")
         csv_rows.writerow(["frame", "time_s", "face", "x", "y", "w", "h",
                            *faces.LANDMARK_COLUMNS, "predicted", "probability",
                            *(f"p_{c}" for c in classes)])
         for suffix, codec in WRITERS:
-            path = out_dir / f"{stem}-annotated{suffix}"
+            path = out_dir / atomic.fitting_name(stem, f"-annotated{suffix}")
             try:
                 with atomic.writing(path) as partial:
                     writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
@@ -317,7 +322,7 @@ def process_video(capture, model, classes, image_size, channels, out_dir, name, 
 
     figure = plots.plot_expressions(
         {face: (np.asarray(t), np.asarray(p)) for face, (t, p) in tracks.items()}, classes,
-        out_dir / f"{stem}-expressions.png", smoothing)
+        out_dir / atomic.fitting_name(stem, "-expressions.png"), smoothing)
     return {"frames": frames, "rows": rows, "faces": sorted(tracks), "seconds": seconds,
             "fps": frames / max(seconds, 1e-9), "video": path, "csv": csv_path,
             "figure": figure, "announced": total, "stopped": stopped,

@@ -133,3 +133,31 @@ def test_uncertain_rows():
     assert calibration.label_or_uncertain(probabilities, ["a", "b", "c"], 0.6) == [
         "uncertain", "a", "uncertain"]
     assert calibration.uncertain(np.zeros((0, 3)), 0.5).shape == (0,)
+
+
+def test_a_temperature_at_the_end_of_its_range_is_said(tmp_path, capsys):
+    from cnnlib import records
+
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    wrong = np.full((6, 3), 0.01)
+    wrong[np.arange(6), (labels + 1) % 3] = 0.98  # sure, and always wrong
+    record = records.write_calibration(tmp_path, wrong, labels)
+    assert record["T"] == pytest.approx(calibration.TEMPERATURE_RANGE[1], rel=0.01)
+    assert "note: T reached the end of its range" in capsys.readouterr().out
+    assert (tmp_path / "reliability.png").is_file()
+    right = np.full((6, 3), 0.2)
+    right[np.arange(6), labels] = 0.6
+    right[0] = [0.2, 0.6, 0.2]  # five of six right at 0.6: near calibrated
+    records.write_calibration(tmp_path, right, labels)
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_a_class_without_validation_images_is_warned_of():
+    from cnnlib import data_checks
+
+    paths = [f"/data/{n}.png" for n in range(5)]
+    data = {"classes": ["anger", "happy", "sad"], "skipped": [], "layout": "class folders",
+            "train": (None, np.array([0, 1, 2]), paths[:3]),
+            "validation": (None, np.array([1, 1]), paths[3:])}
+    with pytest.warns(UserWarning, match="has no image of anger, sad: its recall"):
+        assert data_checks.check_data(data, "/data") == []

@@ -1,4 +1,6 @@
-"""Command-line overrides: types checked, unknown names listed."""
+"""Command-line overrides: types checked, unknown names listed, help and `--`."""
+
+import sys
 
 import pytest
 
@@ -69,8 +71,11 @@ def test_a_list_of_names_may_be_written_with_commas(defaults):
     ("--epochs=0", r"in \[1, 100000\]"), ("--batch_size=-3", r"in \[1, 65536\]"),
     ("--channels=2", "1 \\(grayscale\\) or 3"), ("--validation_fraction=1.5", r"in \(0, 1\)"),
     ("--learning_rate=0", r"in \(0, 10\]"), ("--verbose=5", "0, 1 or 2"),
+    ("--check_images=-1", r"in \[1, 1000000\]"), ("--check_images=0", r"in \[1, 1000000\]"),
 ])
 def test_values_out_of_range_are_refused(defaults, arg, expected):
+    if arg.startswith("--check_images"):
+        defaults = {**defaults, "check_images": 200}
     with pytest.raises(errors.ConfigError, match=f"{arg.split('=')[0]}=.* is not allowed: .*{expected}"):
         config.parse_args([arg], defaults)
 
@@ -78,3 +83,24 @@ def test_values_out_of_range_are_refused(defaults, arg, expected):
 def test_positional_arguments_can_be_refused(defaults):
     with pytest.raises(errors.ConfigError, match="Unexpected argument 'photo.jpg'"):
         config.parse_args(["photo.jpg"], defaults, positional=False)
+
+
+def test_double_dash_ends_the_parameters(defaults):
+    params, rest = config.parse_args(["--epochs=3", "--", "--x.jpg", "a.jpg"], defaults)
+    assert params["epochs"] == 3 and rest == ["--x.jpg", "a.jpg"]
+    with pytest.raises(errors.ConfigError, match="Unexpected argument '--x.jpg'"):
+        config.parse_args(["--", "--x.jpg"], defaults, positional=False)
+
+
+def test_help_prints_the_usage_and_every_parameter_and_exits_0(defaults, monkeypatch, capsys):
+    import cnn_run
+
+    monkeypatch.setitem(sys.modules, "__main__", cnn_run)  # as `python cnn_run.py -h` runs
+    for argv in (["--help"], ["--epochs=3", "-h"]):
+        with pytest.raises(SystemExit) as ended:
+            cnn_run.main(argv)
+        assert ended.value.code == 0
+        shown = capsys.readouterr().out
+        assert "Usage:  python cnn_run.py" in shown
+        assert "--epochs=50" in shown and "--layers=[" in shown
+    assert config.parse_args(["--", "-h"], defaults)[1] == ["-h"]  # a file named -h

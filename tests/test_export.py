@@ -89,6 +89,13 @@ def test_cli_exports_and_refuses_a_bad_format(saved, tmp_path, capsys):
     assert cnn_eval.main(["--export=pb", f"--model={path}", f"--runs_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --export='pb' is not a format") and err.count("\n") == 1
+    assert cnn_eval.main(["--export=onnx", "--serve=8766", f"--model={path}",
+                          f"--runs_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == ("error: --export and --serve are two jobs: run one, "
+                                       "then the other.\n")
+    assert cnn_eval.main(["--export=onnx", "--check_images=0", f"--model={path}"]) == 2
+    assert "--check_images=0 is not allowed" in capsys.readouterr().err
+    assert len(list((tmp_path / "exports").iterdir())) == 1  # nothing more written
 
 
 def test_a_converter_failure_names_the_op_in_one_sentence():

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -91,8 +92,11 @@ def test_two_pasted_faces_give_exactly_two_boxes_at_their_places(tmp_path):
 def test_eval_marks_each_face_of_a_photo_and_prints_a_line_each(tmp_path, model_path, capsys):
     path, places = scene_with_two_faces(tmp_path)
     before = digest(path)
+    # A legal name of 252 bytes: its marked copy's longer name must still fit (255).
+    long_name = tmp_path / ("\u00fc" * 123 + "-x.png")
+    long_name.write_bytes(path.read_bytes())
     # Haar's boxes: `inside` allows their slack (MTCNN's are taller: test_landmarks.py).
-    assert cnn_eval.main([str(path), f"--model={model_path}", "--faces=True",
+    assert cnn_eval.main([str(path), str(long_name), f"--model={model_path}", "--faces=True",
                           "--detector=haar"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("scene.png  face")]
@@ -107,7 +111,9 @@ def test_eval_marks_each_face_of_a_photo_and_prints_a_line_each(tmp_path, model_
         assert marked.size == (640, 360) and marked.mode == "RGB"
     with open(folder / "faces.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["face"]) for r in rows] == [1, 2]
+    assert [int(r["face"]) for r in rows] == [1, 2, 1, 2]
+    marked = sorted(p.name for p in folder.glob("*-faces.jpg"))
+    assert len(marked) == 2 and all(len(os.fsencode(name)) <= 255 for name in marked)
     assert digest(path) == before  # the user's photo is never written to
 
 
@@ -289,6 +295,9 @@ def test_video_is_recognised_by_content_or_extension(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "image.jpg")
     assert not video.is_video(tmp_path / "image.jpg")
     assert video.is_video(tmp_path / "missing.mkv")
+    for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"):  # a photo under a video's name
+        Image.new("RGB", (8, 8)).save(tmp_path / f"photo-{fmt}.mp4", format=fmt)
+        assert not video.is_video(tmp_path / f"photo-{fmt}.mp4"), fmt
 
 
 def test_faces_keep_their_ids_across_frames():

@@ -121,6 +121,11 @@ def test_a_model_without_its_classes_inside_is_refused(tmp_path):
         read(tmp_path / "bare.keras")
     with pytest.raises(ModelError, match="is a folder"):
         read(tmp_path)
+    (tmp_path / "text.keras").write_text("not a model")
+    for path in (tmp_path / "text.keras", tmp_path / "missing.keras"):  # the flag given
+        with pytest.raises(ModelError, match="give --init_from=PATH") as refused:
+            read(path)
+        assert "--model" not in str(refused.value)
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import cnn_params
+
 from conftest import ROOT, make_class_folders
 
 SCRIPTS = ["cnn_params", "cnn_data", "cnn_model", "cnn_run", "cnn_eval"]
@@ -76,6 +78,7 @@ def test_imports_flow_one_way_with_no_cycle():
 @pytest.mark.slow
 def test_a_training_run_starts_quietly(tmp_path):
     data = make_class_folders(tmp_path / "data")
+    (data / "train" / cnn_params.CLASSES[0] / "broken.png").write_bytes(b"not an image")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CNN_TF_LOGS")}
     done = subprocess.run(
         [sys.executable, "cnn_run.py", "--epochs=1", f"--data_dir={data}", "--image_size=32",
@@ -87,6 +90,10 @@ def test_a_training_run_starts_quietly(tmp_path):
                                                         "WARNING: All log messages"))]
     assert noise == []
     assert any(line.startswith("Saved ") for line in lines)
+    # The suite's own warning is one sentence: no source file, line or warning class.
+    assert [line for line in done.stderr.splitlines() if "broken.png" in line] == [
+        line for line in done.stderr.splitlines() if line.startswith("warning: Skipped")]
+    assert "broken.png" in done.stderr and "UserWarning" not in done.stderr
 
     # CNN_TF_LOGS=1 brings TensorFlow's own lines back.
     loud = subprocess.run([sys.executable, "-c", "import cnnlib, tensorflow"], cwd=ROOT,

@@ -75,6 +75,11 @@ def test_decoded_values_of_the_awkward_formats(tmp_path):
     assert webp == pytest.approx([10, 200, 30], abs=6)
     cmyk = cnn_data.decode_image(tmp_path / "cmyk.jpg", 8, 3).reshape(-1, 3).mean(axis=0)
     assert cmyk == pytest.approx([255, 0, 0], abs=12)  # C=0 M=255 Y=255 is red
+    # Floating-point TIFFs: 0..1 is scaled to 0..255 (not clipped to black); others kept.
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(tmp_path / "unit.tif")
+    Image.fromarray(np.full((8, 8), 100.0, np.float32), "F").save(tmp_path / "wide.tif")
+    assert gray("unit.tif") == pytest.approx(128, abs=1)
+    assert gray("wide.tif") == pytest.approx(100, abs=1)
 
 
 def test_exif_rotation_is_applied(tmp_path):

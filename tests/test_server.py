@@ -99,6 +99,11 @@ def test_no_face_and_a_crop_are_scored_whole(live, tmp_path):
     assert status == 200 and body["scored"] == "whole" and "face crop" in body["reason"]
     status, body = call(f"{base}/predict?faces=true", (TEST_IMAGES / "happy.jpg").read_bytes())
     assert status == 200 and body["scored"] == "faces"
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (1, 1), 128).save(tiny)  # too small for any face: said so, scored whole
+    status, body = call(f"{base}/predict", tiny.read_bytes())
+    assert status == 200 and body["scored"] == "whole"
+    assert body["reason"].startswith("no face was found, and an image this small")
 
 
 def test_the_scores_are_cnn_evals(live, tmp_path):
@@ -189,6 +194,8 @@ def test_wrong_method_and_path(live):
     assert status == 404 and body["error"].startswith("There is nothing at /nothing/here")
     status, body = call(f"{base}/predict?faces=maybe", b"x")
     assert status == 400
+    status, body = call(f"{base}/predict?faces=true&faces=false", b"x")
+    assert status == 400 and body["error"] == "faces is given more than once: give it once."
     assert healthy(base)
 
 
