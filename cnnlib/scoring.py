@@ -15,6 +15,7 @@ Offers, in the order cnn_eval.py calls them:
 with; `params` the effective parameters (with out_root, where eval writes).
 """
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -51,7 +52,12 @@ def score_images_and_faces(model, model_path, paths, trained, params):
         out_dir = (runs.new_output_dir(params["out_root"], "eval")
                    if any(boxes for _, boxes, _ in photos) else None)
         with interrupt.removed_if_interrupted(out_dir):
-            face_results, crops = score_photos(model, photos, trained, params, out_dir)
+            try:
+                face_results, crops = score_photos(model, photos, trained, params, out_dir)
+            except Exception:  # our own new folder, half written: nothing is left behind
+                if out_dir is not None:
+                    shutil.rmtree(out_dir, ignore_errors=True)
+                raise
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
         params["out_root"].mkdir(parents=True, exist_ok=True)  # a shipped model's, in runs/
@@ -187,8 +193,7 @@ def score_video(model, model_path, source, trained, params):
                     draw_landmarks=faces_as.draw_landmarks,
                     min_confidence=params["min_confidence"])
         except UserError:
-            if not any(out_dir.iterdir()):
-                out_dir.rmdir()  # our own folder, still empty: leave nothing behind
+            shutil.rmtree(out_dir, ignore_errors=True)  # our own new folder: leave no half
             raise
     finally:
         capture.release()

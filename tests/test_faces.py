@@ -119,6 +119,27 @@ def test_eval_marks_each_face_of_a_photo_and_prints_a_line_each(tmp_path, model_
 
 @pytest.mark.slow
 @needs_shared
+def test_a_photo_that_fails_midway_leaves_no_half_written_eval_folder(tmp_path, model_path,
+                                                                       monkeypatch, capsys):
+    path, _ = scene_with_two_faces(tmp_path)
+    second = tmp_path / "second.png"
+    second.write_bytes(path.read_bytes())
+    scored = faces.score_photo
+
+    def disk_full_on_the_second(*args, **kwargs):
+        if args[1] == second:
+            raise OSError(28, "No space left on device")
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(faces, "score_photo", disk_full_on_the_second)
+    assert cnn_eval.main([str(path), str(second), f"--model={model_path}", "--faces=True",
+                          "--detector=haar", "--figure=False"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(model_path.parent.glob("eval-*")) == []  # scene-faces.jpg went with it
+
+
+@pytest.mark.slow
+@needs_shared
 def test_auto_scores_a_crop_whole_and_finds_faces_in_a_photo(tmp_path, model_path, capsys):
     crop = tmp_path / "crop.jpg"
     Image.fromarray(shared_faces(1, 150)[0]).save(crop)
