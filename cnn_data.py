@@ -8,6 +8,7 @@ Offers, in the order a run calls them:
                                          (these three, and load_test_set: cnnlib/loading.py)
     check_data_cached(data, ...)      raises DataError for data that cannot train;
                                          warns of files shared by train and validation
+                                         and of a class with no validation image
     find_duplicates(sets, classes, cache_dir, keys) -> (groups, items): near-duplicates
                                          within and across the sets (these two:
                                          cnnlib/data_checks.py)
@@ -50,7 +51,7 @@ import tensorflow as tf  # noqa: E402
 from cnnlib import cache, decode, near_duplicates, standin  # noqa: E402
 from cnnlib.data_checks import check_data_cached, find_duplicates, hashes_cached  # noqa: E402
 from cnnlib.decode import decode_image, load_images  # noqa: F401,E402  (load and resize)
-from cnnlib.errors import DataError  # noqa: F401,E402
+from cnnlib.errors import DataError, SuiteWarning  # noqa: F401,E402
 from cnnlib.prepared import PreparedData  # noqa: E402
 from cnnlib.labels import AUTO, class_lookup, label_from_filename  # noqa: F401,E402
 from cnnlib.loading import find_data, image_loader, load_split, load_test_set  # noqa: E402
@@ -73,7 +74,7 @@ def _split_of_entry(found_split, small):
     kept = small["kept"]
     unreadable = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
     for _, reason in unreadable:  # the same warnings as a fresh load
-        warnings.warn(f"Skipped {reason}", stacklevel=3)
+        warnings.warn(f"Skipped {reason}", SuiteWarning, stacklevel=3)
     return (None, labels[kept], [paths[i] for i in kept]), unreadable, kept
 
 

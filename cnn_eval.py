@@ -351,7 +351,7 @@ def main(argv=None):
                 **export.OPTIONS, **server.OPTIONS}
     try:
         params, sources = config.parse_args(argv, defaults)
-        params["explicit"] = face_settings.explicit_names(argv, params)
+        params["explicit"] = config.explicit_names(argv, params.get("config_values"))
         decode.set_max_pixels(params["max_pixels"])
         model_paths = find_models(params["model"], params["runs_dir"])
         if params["export"] or params["serve"] != -1:

@@ -20,7 +20,7 @@ Offers, in the order a run calls them:
   save_model(model, path, info)             -> a .keras file, written atomically, that
                                                carries `info` (classes, image size) inside;
                                                always float32
-  load_model(path)                          -> keras.Model
+  load_model(path, flag)                    -> keras.Model; errors name `flag` (--model)
   model_info(path)                          -> the `info` saved inside, or None
   ModelError                                raised for a bad layer table or model file
 

@@ -230,14 +230,15 @@ def main(argv=None):
     try:
         params, _ = config.parse_args(argv, config.defaults(cnn_params), positional=False)
         allowed = {f"--{name}" for name in ("resume", "runs_dir", *RUNS_ON)}
-        given = [arg.split("=")[0] for arg in argv if arg.split("=")[0] not in allowed]
+        given = [arg.split("=")[0] for arg in config.split_options(argv)[0]
+                 if arg.split("=")[0] not in allowed]
         if params["resume"] and given:
             raise config.ConfigError(f"--resume goes on with the run's own saved parameters, so "
                                      f"{', '.join(given)} would be ignored: give only --resume "
                                      f"(and --runs_dir, --device, --distribute, --cpu_devices).")
         if params["resume"] and params["distribute"] != "multiworker":
             runs.hold_run(runs.find_run(params["resume"], params["runs_dir"]))  # busy? stop now
-        run(params, explicit=finetune.explicit_names(argv, params.get("config_values")))
+        run(params, explicit=config.explicit_names(argv, params.get("config_values")))
     except UserError as error:
         runs.remove_empty_made()  # an output folder never written to
         if interrupt.pending():  # a library made the Ctrl-C its own error

@@ -1,7 +1,8 @@
 """What the report's five scripts use: one package below them, never importing them back.
 
 Modules, roughly in the order a run uses them:
-  quiet           TensorFlow's log level and its known harmless start-up notices
+  quiet           TensorFlow's log level, its known harmless start-up notices, and the
+                  suite's warnings as one line
   errors          UserError and its kinds: one sentence for a user's mistake
   config          `--name=value` overrides and configuration files, type-checked
   config_file     a configuration file's NAME = value lines, read without running it

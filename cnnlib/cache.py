@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlib import atomic, locks
+from cnnlib.errors import SuiteWarning
 
 # Bump when the preprocessing code changes what a file decodes to, or the format.
 CACHE_VERSION = 3
@@ -126,7 +127,7 @@ def read_entry(cache_dir, name, key):
         return images, small
     except Exception as error:  # a damaged file can fail in many ways; never trust it
         warnings.warn(f"The image cache {meta_path} is unusable ({error}); rebuilding it.",
-                      stacklevel=3)
+                      SuiteWarning, stacklevel=3)
         return None
 
 
@@ -148,7 +149,8 @@ def write_entry(cache_dir, name, key, images, **small):
                      crc=np.asarray(_crc(images), dtype=np.int64), **small)
         return _open(images_path)
     except OSError as error:
-        warnings.warn(f"Could not write the image cache {meta_path} ({error}).", stacklevel=3)
+        warnings.warn(f"Could not write the image cache {meta_path} ({error}).", SuiteWarning,
+                      stacklevel=3)
         return images
 
 
@@ -172,7 +174,8 @@ def write_note(cache_dir, name, key, value):
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         atomic.write_json(_note_path(cache_dir, name, key), {"key": key, "value": value})
     except OSError as error:
-        warnings.warn(f"Could not write the cache {cache_dir} ({error}).", stacklevel=2)
+        warnings.warn(f"Could not write the cache {cache_dir} ({error}).", SuiteWarning,
+                      stacklevel=2)
 
 
 def load_cached(paths, size, channels, cache_dir, loader, tag="", key=None):
@@ -201,7 +204,7 @@ def load_cached(paths, size, channels, cache_dir, loader, tag="", key=None):
     images, small = cached
     skipped = list(zip(small["skipped_paths"].tolist(), small["skipped_reasons"].tolist()))
     for _, reason in skipped:  # the same warnings as a fresh load
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
+        warnings.warn(f"Skipped {reason}", SuiteWarning, stacklevel=2)
     return images, small["kept"], skipped
 
 

@@ -4,6 +4,9 @@ Offers:
   defaults(module)                  -> {lower-case name: value} of the module's UPPER_CASE values
   parse_args(argv, defaults, ...)   -> (params, positional arguments); -h or --help
                                     prints the running script's usage and exits 0
+  split_options(argv)               -> (the arguments before `--`, those after it)
+  explicit_names(argv, config_values) -> the parameter names the user set: --name=value
+                                    before `--`, and a configuration file's
   read_config_file(path, defaults)  -> {name: value} set by a configuration file
   check_saved(values, defaults, source, extra) -> values read back from a file, checked
                                     like --name=value (ConfigError names file and key)
@@ -171,8 +174,7 @@ def parse_args(argv, defaults, positional=True):
     allow_positional = positional
     params = dict(defaults)
     positional, overrides, files = [], [], []
-    ended = "--" in argv  # everything after `--` is positional
-    options, after = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if ended else (argv, [])
+    options, after = split_options(argv)
     if "-h" in options or "--help" in options:
         _print_help(defaults)
         raise SystemExit(0)  # as argparse does: help is an answer, not an error
@@ -210,6 +212,24 @@ def parse_args(argv, defaults, positional=True):
         params[name] = _convert(name, text, defaults[name])
     check_values(params)
     return params, positional
+
+
+def split_options(argv):
+    """(arguments before `--`, arguments after it): everything after `--` is a name,
+    never a parameter, so a file may be called `--x.jpg`."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    return argv[:argv.index("--")], argv[argv.index("--") + 1:]
+
+
+def explicit_names(argv, config_values=None):
+    """The parameter names the user set: `--name=value` (or a bare `--name`) before
+    `--`, in parse_args' spelling, and those a configuration file set."""
+    options, _ = split_options(argv)
+    given = {arg[2:].partition("=")[0].replace("-", "_").lower()
+             for arg in options if arg.startswith("--")}
+    return given | set(config_values or {})
 
 
 def _print_help(defaults):

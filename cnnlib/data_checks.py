@@ -5,7 +5,8 @@ Offers, in the order cnn_data.prepare_data calls them:
                                        cached by the files' cache keys
     check_data(data, data_dir, strict, twins) raises DataError for data that cannot
                                        train; warns of files shared by train and
-                                       validation; returns those pairs
+                                       validation, and of a class with no validation
+                                       image; returns those pairs
   hashes_cached(cache_dir, key, count) -> True when a set's perceptual hashes are cached
   find_duplicates(sets, classes, cache_dir, keys) -> (groups, items): near-duplicates
                                        within and across train, validation and test
@@ -17,7 +18,7 @@ import warnings
 import numpy as np
 
 from cnnlib import cache, files, near_duplicates
-from cnnlib.errors import DataError
+from cnnlib.errors import DataError, SuiteWarning
 
 
 def _class_counts(data):
@@ -62,13 +63,14 @@ def check_data(data, data_dir, strict=False, twins=None):
         warnings.warn(f"The validation split of {data_dir} has no image of {absent}: its "
                       f"recall and balanced accuracy leave that class out, and the "
                       f"calibration is fitted without it; add validation images of it.",
-                      stacklevel=2)
+                      SuiteWarning, stacklevel=2)
     if twins is None:
         twins = files.identical_files(data["train"][2], data["validation"][2])
     if twins:
         warnings.warn(f"{len(twins)} validation image(s) are byte-identical to training "
                       f"images (e.g. {twins[0][1]} and {twins[0][0]}): validation accuracy "
-                      f"will look better than it is; remove the copies.", stacklevel=2)
+                      f"will look better than it is; remove the copies.", SuiteWarning,
+                      stacklevel=2)
     return twins
 
 

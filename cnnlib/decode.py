@@ -44,7 +44,7 @@ from struct import error as struct_error
 import numpy as np
 import tensorflow as tf
 
-from cnnlib.errors import DataError, SizeError
+from cnnlib.errors import DataError, SizeError, SuiteWarning
 
 # The most pixels (width x height, from the header) of an image decoded: 40 million
 # (e.g. 7700x5190) is a 120 MB colour copy; `cnn_eval.py` on one such photo, MTCNN
@@ -348,6 +348,6 @@ def load_images(paths, size, channels, workers=None):
             reasons[i] = f"{paths[i]} could not be read ({error.strerror or error})."
     skipped = [(paths[i], reasons[i]) for i in sorted(reasons)]
     for _, reason in skipped:
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
+        warnings.warn(f"Skipped {reason}", SuiteWarning, stacklevel=2)
     kept = np.flatnonzero(done).astype(np.int64)
     return (images if done.all() else images[kept]), kept, skipped

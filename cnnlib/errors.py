@@ -7,6 +7,8 @@ Offers:
   SizeError    an image or video frame with more pixels than --max_pixels (a DataError)
   ModelError   a layer table, or a saved model that cannot be used
   RunError     a run folder: cannot be written, resumed or trusted
+  SuiteWarning the category of the suite's own warnings (a skipped file, a leak): the
+               scripts show them as one line, "warning: ..." (cnnlib/quiet.py)
   os_error_sentence(error) -> one sentence for an OSError the scripts meet on disk
   shown(value)             -> the value as Python writes it, shortened to fit a sentence
 
@@ -80,3 +82,7 @@ def shown(value):
         return text
     half = _SHOWN_CHARS // 2
     return f"{text[:half]} ... {text[-half:]}"
+
+
+class SuiteWarning(UserWarning):
+    """Something the user should know that does not stop the work: a file skipped, a leak."""

@@ -2,8 +2,6 @@
 
 Offers:
   RECORDED                      the face settings a model file records (run_params.model_info)
-  explicit_names(argv, params)  -> the parameters the user set: on the command line
-                                   (--name=value) or in a configuration file
   FaceSettings                  crop, detector, margin, align, draw_landmarks, and `line`:
                                    one sentence saying which is used and where it came from
   for_model(saved, params)      -> FaceSettings for a model whose file recorded `saved`
@@ -23,13 +21,6 @@ from dataclasses import dataclass
 RECORDED = ("crop_faces", "face_margin", "detector", "align")
 
 
-def explicit_names(argv, params):
-    """Return the set of parameter names set by `argv`'s --name=value or a config file."""
-    names = {arg[2:].partition("=")[0].replace("-", "_").lower()
-             for arg in argv if arg.startswith("--")}
-    return names | set(params.get("config_values", {}))
-
-
 @dataclass
 class FaceSettings:
     """How faces are found and cropped: crop (test sets cropped to their largest face),
@@ -45,7 +36,7 @@ class FaceSettings:
 
 def for_model(saved, params):
     """Return FaceSettings from `saved` (RECORDED values read from the model file) and
-    `params` (the effective parameters, with "explicit": explicit_names)."""
+    `params` (the effective parameters, with "explicit": config.explicit_names)."""
     explicit = params.get("explicit", set())
     trained_on_crops = bool(saved.get("crop_faces"))
     if trained_on_crops:  # older files recorded no detector: they were Haar, unaligned

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from cnnlib import align as aligning
 from cnnlib import atomic, calibration, landmarks
 from cnnlib.decode import decode_full, resize
-from cnnlib.errors import ConfigError, DataError, RunError
+from cnnlib.errors import ConfigError, DataError, RunError, SuiteWarning
 from cnnlib.haar import (CASCADES, CROP_PAD, PROFILE, SCALE_STEP, WINDOW,  # noqa: F401
                          detect_faces, opencv, to_gray)
 
@@ -245,7 +245,7 @@ def load_face_crops(paths, size, channels, margin=0.1, min_face=30, workers=None
     kept = np.asarray([i for i, o in enumerate(outcomes) if not isinstance(o, str)], np.int64)
     skipped = [(paths[i], o) for i, o in enumerate(outcomes) if isinstance(o, str)]
     for _, reason in skipped:
-        warnings.warn(f"Skipped {reason}", stacklevel=2)
+        warnings.warn(f"Skipped {reason}", SuiteWarning, stacklevel=2)
     images = (np.stack([outcomes[i] for i in kept]) if len(kept)
               else np.zeros((0, size, size, channels), np.uint8))
     return images, kept, skipped

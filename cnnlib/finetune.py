@@ -1,7 +1,6 @@
 """Fine-tuning: a new run that starts from a saved model's architecture and weights.
 
 Offers, in the order a run calls them:
-  explicit_names(argv, config_values) -> the parameters a user set (command line, config)
   start_from(path, values, explicit, load_model, model_info, build_model)
                                       -> (Source, the values a run from it must use)
   read_source(path)                   -> Source: the saved model (an ensemble's first
@@ -70,12 +69,6 @@ class ClassMap:
     def record(self):
         """What the run writes down: the classes kept, new and dropped."""
         return {"kept": self.kept, "new": self.new, "dropped": list(self.dropped)}
-
-
-def explicit_names(argv, config_values):
-    """The parameter names a user set: `--name=value` arguments and a config file's."""
-    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
-    return given | set(config_values or {})
 
 
 def _sha256(path):

@@ -19,7 +19,8 @@ import re
 import sys
 import threading
 import warnings
-from pathlib import Path
+
+from cnnlib.errors import SuiteWarning
 
 # The notices known to be harmless; anything else from TensorFlow still shows.
 HARMLESS = re.compile(
@@ -30,13 +31,13 @@ HARMLESS = re.compile(
     rb"|NodeDef mentions attribute use_unbounded_threadpool))")
 
 _started = False
-_PROJECT = str(Path(__file__).resolve().parents[1])
 _python_format = warnings.formatwarning
 
 
 def _one_line(message, category, filename, lineno, line=None):
-    """The suite's warnings are sentences for the user: no source file, line or code."""
-    if str(Path(filename).resolve()).startswith(_PROJECT):
+    """The suite's warnings (SuiteWarning) are sentences for the user: no source file,
+    line or code. Every other warning keeps Python's own format."""
+    if issubclass(category, SuiteWarning):
         return f"warning: {message}\n"
     return _python_format(message, category, filename, lineno, line)
 

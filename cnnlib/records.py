@@ -136,8 +136,11 @@ def write_calibration(folder, probabilities, labels, title="Validation"):
     print(f"calibration: temperature T={fitted.temperature:.3f} fitted on the validation "
           f"split; ECE {fitted.ece_before:.3f} before, {fitted.ece_after:.3f} after; stored "
           f"in the model file; {folder / 'reliability.png'}")
-    if not (calibration.TEMPERATURE_RANGE[0] * 1.01 < fitted.temperature
-            < calibration.TEMPERATURE_RANGE[1] * 0.99):
+    low, high = calibration.TEMPERATURE_RANGE
+    if (np.asarray(probabilities).argmax(1) == labels).all():  # any T < 1 lowers the loss
+        print(f"note: every one of the {len(labels)} validation images is right, so nothing "
+              f"bounds T; more validation images give a temperature to trust.")
+    elif not low * 1.01 < fitted.temperature < high * 0.99:
         print(f"note: T reached the end of its range {calibration.TEMPERATURE_RANGE}: on "
               f"these {len(labels)} validation images the model is too far from calibrated "
               f"for one temperature to fix; train longer or on more data before trusting "

@@ -170,10 +170,11 @@ def new_run_dir(runs_dir, tag):
 def new_output_dir(parent, prefix):
     """Create and return a new folder `<parent>/<prefix>-<YYYYmmdd-HHMMSS>`.
 
-    Like new_run_dir, a taken name gets a counter: nothing earlier is reused.
+    Like new_run_dir, a taken name gets a counter: nothing earlier is reused. A
+    prefix made from a long model name is shortened so the folder's name fits.
     """
     parent = Path(parent)
-    stem = f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
+    stem = atomic.fitting_name(prefix, f"-{datetime.now():%Y%m%d-%H%M%S}")
     for counter in range(1000):
         folder = parent / (stem if counter == 0 else f"{stem}-{counter}")
         missing = [p for p in (folder, *folder.parents) if not p.exists()]

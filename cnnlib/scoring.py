@@ -24,7 +24,7 @@ import numpy as np
 from cnnlib import atomic, calibration, face_settings, faces, interrupt, metrics, plots, records
 from cnnlib import runs, video
 from cnnlib.decode import load_images
-from cnnlib.errors import DataError, UserError
+from cnnlib.errors import DataError
 from cnnlib.labels import class_lookup, label_from_filename
 
 FIGURE_IMAGES = 32  # a figure of more images than this is too large to read
@@ -192,8 +192,8 @@ def score_video(model, model_path, source, trained, params):
                     announced, live, detector=faces_as.detector, align=faces_as.align,
                     draw_landmarks=faces_as.draw_landmarks,
                     min_confidence=params["min_confidence"])
-        except UserError:
-            shutil.rmtree(out_dir, ignore_errors=True)  # our own new folder: leave no half
+        except Exception:  # a mistake or a full disk: our own new folder, leave no half
+            shutil.rmtree(out_dir, ignore_errors=True)
             raise
     finally:
         capture.release()

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlib import decode, faces, interrupt, landmarks
+from cnnlib import config, decode, faces, interrupt, landmarks
 from cnnlib.errors import ConfigError
 from cnnlib.uploads import ApiError, read_image, request_body
 
@@ -83,8 +83,11 @@ class Limits:
 
 
 def bare_serve(argv):
-    """Return `argv` with a bare `--serve` written `--serve=8000` (DEFAULT_PORT)."""
-    return [f"--serve={DEFAULT_PORT}" if arg == "--serve" else arg for arg in argv]
+    """Return `argv` with a bare `--serve` written `--serve=8000` (DEFAULT_PORT); after
+    `--` every argument is a file name, left as it is."""
+    options, after = config.split_options(argv)
+    served = [f"--serve={DEFAULT_PORT}" if arg == "--serve" else arg for arg in options]
+    return served + (["--", *after] if len(options) < len(argv) else [])
 
 
 def check_limits(params):

@@ -40,8 +40,8 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))
 # Image formats that share the MP4 container's "ftyp" box (HEIF, AVIF stills).
 _IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"avif", b"heim", b"heis"}
-# First bytes of still images: JPEG, PNG, GIF, BMP, TIFF (both byte orders).
-_IMAGE_STARTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+# First bytes of still images: JPEG, PNG, GIF, TIFF (both byte orders); BMP in is_video.
+_IMAGE_STARTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*")
 SAME_FACE_IOU = 0.3  # a box overlapping a recent one this much is the same face
 DEFAULT_FPS = 30.0   # for a webcam that does not report its rate
 
@@ -62,7 +62,10 @@ def is_video(path):
             b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV",
             b"\x30\x26\xb2\x75")):
         return True
-    if head.startswith(_IMAGE_STARTS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+    if head.startswith(b"\xff\xd8\xff") and path.suffix.lower() in (".mjpeg", ".mjpg"):
+        return True  # a Motion-JPEG stream: JPEG frames one after another
+    if (head.startswith(_IMAGE_STARTS) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or (head[:2] == b"BM" and head[6:10] == b"\0\0\0\0")):  # BMP: reserved bytes 0
         return False  # e.g. a photo saved under a .mp4 name is scored as the photo
     return path.suffix.lower() in VIDEO_SUFFIXES
 

@@ -150,6 +150,9 @@ def test_a_temperature_at_the_end_of_its_range_is_said(tmp_path, capsys):
     right[0] = [0.2, 0.6, 0.2]  # five of six right at 0.6: near calibrated
     records.write_calibration(tmp_path, right, labels)
     assert "note:" not in capsys.readouterr().out
+    right[0] = [0.6, 0.2, 0.2]  # all right: T runs to its lower end, and why is said
+    records.write_calibration(tmp_path, right, labels)
+    assert "note: every one of the 6 validation images is right" in capsys.readouterr().out
 
 
 def test_a_class_without_validation_images_is_warned_of():

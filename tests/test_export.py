@@ -93,8 +93,10 @@ def test_cli_exports_and_refuses_a_bad_format(saved, tmp_path, capsys):
                           f"--runs_dir={tmp_path}"]) == 2
     assert capsys.readouterr().err == ("error: --export and --serve are two jobs: run one, "
                                        "then the other.\n")
-    assert cnn_eval.main(["--export=onnx", "--check_images=0", f"--model={path}"]) == 2
-    assert "--check_images=0 is not allowed" in capsys.readouterr().err
+    for count in ("--check_images=0", "--calibration_images=-1"):
+        assert cnn_eval.main(["--export=tflite", count, f"--model={path}",
+                              f"--runs_dir={tmp_path}"]) == 2
+        assert f"{count} is not allowed" in capsys.readouterr().err
     assert len(list((tmp_path / "exports").iterdir())) == 1  # nothing more written
 
 

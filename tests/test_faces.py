@@ -287,7 +287,8 @@ def broken_videos(folder):
 
 
 @pytest.mark.slow
-def test_bad_videos_get_one_sentence_and_no_traceback(tmp_path, model_path, capfd):
+def test_bad_videos_get_one_sentence_and_no_traceback(tmp_path, model_path, capfd,
+                                                      monkeypatch):
     expected = broken_videos(tmp_path)
     before = {name: digest(tmp_path / name) for name in expected}
     for name, message in expected.items():
@@ -296,6 +297,14 @@ def test_bad_videos_get_one_sentence_and_no_traceback(tmp_path, model_path, capf
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (name, err)
     assert {name: digest(tmp_path / name) for name in expected} == before
     assert not list(model_path.parent.glob("eval-*"))  # no empty output folder left behind
+
+    def disk_full(*args, **kwargs):  # the last file, after the video and its CSV
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(video.plots, "plot_expressions", disk_full)
+    assert cnn_eval.main([str(tmp_path / "whole.mp4"), f"--model={model_path}"]) == 2
+    assert "No space left on device" in capfd.readouterr().err
+    assert not list(model_path.parent.glob("eval-*"))  # the half-made folder went whole
 
 
 @pytest.mark.slow
@@ -319,6 +328,11 @@ def test_video_is_recognised_by_content_or_extension(tmp_path):
     for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"):  # a photo under a video's name
         Image.new("RGB", (8, 8)).save(tmp_path / f"photo-{fmt}.mp4", format=fmt)
         assert not video.is_video(tmp_path / f"photo-{fmt}.mp4"), fmt
+    jpeg = (tmp_path / "photo-JPEG.mp4").read_bytes()
+    (tmp_path / "stream.mjpeg").write_bytes(jpeg * 3)  # Motion JPEG: frames back to back
+    assert video.is_video(tmp_path / "stream.mjpeg")
+    (tmp_path / "old.mov").write_bytes(b"BM\x12\x34\x56\x78mdat" + bytes(64))  # not a BMP
+    assert video.is_video(tmp_path / "old.mov")
 
 
 def test_faces_keep_their_ids_across_frames():

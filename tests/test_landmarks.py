@@ -17,7 +17,7 @@ import cnn_eval
 import cnn_model
 import cnn_params
 import cnn_run
-from cnnlib import align, face_settings, faces, landmarks, video
+from cnnlib import align, config, face_settings, faces, landmarks, video
 from cnnlib.errors import ConfigError
 from conftest import ROOT, SHARED_SET
 
@@ -107,9 +107,9 @@ def test_eval_uses_the_recorded_face_settings_unless_told():
     assert (old.detector, old.align) == ("haar", False)  # a file from before: Haar crops
     whole = face_settings.for_model({"crop_faces": False}, {**defaults, "explicit": set()})
     assert not whole.crop and whole.detector == "haar"
-    assert face_settings.explicit_names(["x.jpg", "--align=True", "--face-margin=0.2"],
-                                        {"config_values": {"detector": "mtcnn"}}) == {
-        "align", "face_margin", "detector"}
+    assert config.explicit_names(["x.jpg", "--align=True", "--face-margin=0.2", "--",
+                                  "--min_face_size=x.jpg"], {"detector": "mtcnn"}) == {
+        "align", "face_margin", "detector"}  # after `--`: a file, not a parameter
 
 
 def test_a_missing_mtcnn_is_one_sentence(monkeypatch):

@@ -100,3 +100,14 @@ def test_a_training_run_starts_quietly(tmp_path):
                           env={**env, "CNN_TF_LOGS": "1"}, capture_output=True, text=True,
                           timeout=120)
     assert "oneDNN" in loud.stderr or "I0000" in loud.stderr
+
+
+def test_only_the_suites_own_warnings_are_one_line():
+    from cnnlib import quiet
+    from cnnlib.errors import SuiteWarning
+
+    assert quiet._one_line("Skipped a.jpg", SuiteWarning, str(ROOT / "cnn_data.py"), 7) == (
+        "warning: Skipped a.jpg\n")
+    # Another library's warning, even raised at the suite's line, keeps its category.
+    other = quiet._one_line("invalid value", RuntimeWarning, str(ROOT / "cnn_data.py"), 7)
+    assert "RuntimeWarning: invalid value" in other and "cnn_data.py:7" in other

@@ -8,6 +8,7 @@
 """
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -126,3 +127,16 @@ def test_a_folder_where_latest_txt_belongs_is_found_before_training(tmp_path):
     (tmp_path / "runs" / runs.LATEST_FILE).mkdir(parents=True)
     with pytest.raises(RunError, match="latest.txt is not a file .a folder"):
         runs.check_runs_dir(tmp_path / "runs")
+
+
+def test_output_names_made_from_a_long_name_still_fit(tmp_path):
+    from cnnlib import atomic
+
+    long_stem = "\u00fc" * 125  # 250 bytes: a legal name; ours add to it
+    folder = runs.new_output_dir(tmp_path, f"{long_stem}-onnx")
+    assert folder.is_dir() and folder.name[-16:-6].startswith("-20")  # the time is kept
+    assert len(os.fsencode(folder.name)) <= atomic.NAME_MAX - 5  # room for a counter
+    marked = atomic.fitting_name(long_stem, "-faces.jpg")
+    assert marked.endswith("-faces.jpg") and len(os.fsencode(marked)) <= atomic.NAME_MAX - 5
+    assert marked != atomic.fitting_name(long_stem[:-1] + "x", "-faces.jpg")  # hash differs
+    assert atomic.fitting_name("face", "-faces.jpg") == "face-faces.jpg"  # short: unchanged

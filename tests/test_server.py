@@ -214,6 +214,7 @@ def test_many_requests_at_once_are_bounded(live, tmp_path):
 
 def test_bare_serve_and_bad_limits():
     assert server.bare_serve(["--serve", "--serve=9000"]) == ["--serve=8000", "--serve=9000"]
+    assert server.bare_serve(["--serve", "--", "--serve"]) == ["--serve=8000", "--", "--serve"]
     assert cnn_eval.main(["--serve=8123", "--max_inference=0", "--model=missing.keras"]) == 2
 
 
