@@ -1,12 +1,13 @@
 """The shipped FER2013 ensemble's second network: `python cnn_run.py
-configs/fer2013_second.py --data_dir=../shared/datasets/fer2013 --classes=auto`.
+configs/fer2013_second.py --data_dir=../shared/datasets/fer2013 --classes=auto`; its
+third is the same with `--training_seed=3`.
 
 configs/fer2013.py's recipe with three changes, decided before it ran: its own
 starting weights, data order and augmentation draws (TRAINING_SEED; SEED, and so
 the validation split of 2,872 faces, is the first network's), a dense layer of
 512 rather than 256, and 50 epochs rather than 40 (the first network underfitted
-at 40). Nothing is chosen on the split: the two networks are averaged as they
-are (benchmarks/ship_model.py).
+at 40). Nothing is chosen on the split: the networks are averaged as they are
+(benchmarks/ship_model.py).
 """
 
 
