@@ -1,5 +1,6 @@
 """The recipe of the shipped FER2013 ensemble's first network: `python cnn_run.py
-configs/fer2013.py --data_dir=../shared/datasets/fer2013 --classes=auto`.
+configs/fer2013.py --data_dir=../shared/datasets/fer2013 --classes=auto --test_dir=`
+(then its second cycle: models/fer2013.md).
 
 configs/modern.py's network, sized for FER2013's 28,709 training faces and a
 two-hour budget on a 2-core CPU:

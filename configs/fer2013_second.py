@@ -1,6 +1,6 @@
 """The shipped FER2013 ensemble's second network: `python cnn_run.py
-configs/fer2013_second.py --data_dir=../shared/datasets/fer2013 --classes=auto`; its
-third is the same with `--training_seed=3`.
+configs/fer2013_second.py --data_dir=../shared/datasets/fer2013 --classes=auto
+--test_dir=`; its third is the same with `--training_seed=3`.
 
 configs/fer2013.py's recipe with three changes, decided before it ran: its own
 starting weights, data order and augmentation draws (TRAINING_SEED; SEED, and so

@@ -2,7 +2,7 @@
 `python cnn_run.py configs/finetune.py --data_dir=MY_FACES`.
 
 The model's layers, weights, 48x48 grayscale input and augmentation layers come from
-models/fer2013.keras (from its first network: the shipped file averages two); classes
+models/fer2013.keras (from its first network: the shipped file averages three); classes
 it knows (through the aliases: angry = anger) keep their output rows, new ones
 (contempt) get fresh rows. Two epochs train only the new output layer, so fresh rows do not send large gradients through the pretrained layers; then
 every layer trains for 30 epochs at a quarter of configs/modern.py's peak rate, since
