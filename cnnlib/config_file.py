@@ -178,6 +178,9 @@ def _check_name(path, node, name, defaults):
 
 def _parse(path):
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"The configuration file {path} is a folder: give the path of a "
+                          f".py file such as configs/report.py.")
     if not path.is_file():
         raise ConfigError(f"Failed to find the configuration file {path}: give the path "
                           f"of a .py file such as configs/report.py.")

@@ -104,3 +104,10 @@ def test_help_prints_the_usage_and_every_parameter_and_exits_0(defaults, monkeyp
         assert "Usage:  python cnn_run.py" in shown
         assert "--epochs=50" in shown and "--layers=[" in shown
     assert config.parse_args(["--", "-h"], defaults)[1] == ["-h"]  # a file named -h
+
+
+def test_a_folder_given_as_the_configuration_file_is_named_as_one(defaults, tmp_path):
+    (tmp_path / "mine.py").mkdir()
+    with pytest.raises(errors.ConfigError, match=r"mine.py is a folder: give the path of a "
+                                                 r"\.py file"):
+        config.parse_args([str(tmp_path / "mine.py")], defaults)
