@@ -350,7 +350,8 @@ def main(argv=None):
 
     try:
         params, _ = config.parse_args(sys.argv[1:] if argv is None else argv,
-                                      config.defaults(cnn_params), positional=False)
+                                      config.defaults(cnn_params), positional=False,
+                                      usage=main.__doc__)
         runs.check_runs_dir(params["runs_dir"], params["data_dir"])
         if params["cache_dir"]:
             runs.check_outside("cache_dir", params["cache_dir"], params["data_dir"])

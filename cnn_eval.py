@@ -350,7 +350,7 @@ def main(argv=None):
                 "calibrated": True,
                 **export.OPTIONS, **server.OPTIONS}
     try:
-        params, sources = config.parse_args(argv, defaults)
+        params, sources = config.parse_args(argv, defaults, usage=__doc__)
         params["explicit"] = config.explicit_names(argv, params.get("config_values"))
         decode.set_max_pixels(params["max_pixels"])
         model_paths = find_models(params["model"], params["runs_dir"])

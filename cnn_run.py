@@ -228,7 +228,8 @@ def main(argv=None):
     """`python cnn_run.py [CONFIG.py] [--name=value ...]`; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        params, _ = config.parse_args(argv, config.defaults(cnn_params), positional=False)
+        params, _ = config.parse_args(argv, config.defaults(cnn_params), positional=False,
+                                      usage=__doc__)
         allowed = {f"--{name}" for name in ("resume", "runs_dir", *RUNS_ON)}
         given = [arg.split("=")[0] for arg in config.split_options(argv)[0]
                  if arg.split("=")[0] not in allowed]

@@ -3,7 +3,7 @@
 Offers:
   defaults(module)                  -> {lower-case name: value} of the module's UPPER_CASE values
   parse_args(argv, defaults, ...)   -> (params, positional arguments); -h or --help
-                                    prints the running script's usage and exits 0
+                                    prints `usage` and every parameter, and exits 0
   split_options(argv)               -> (the arguments before `--`, those after it)
   explicit_names(argv, config_values) -> the parameter names the user set: --name=value
                                     before `--`, and a configuration file's
@@ -21,9 +21,9 @@ The value must fit the default's type: int, float (an int is fine), bool
 a list of names may also be written with commas (--classes=anger,fear, --classes=auto).
 """
 
+import inspect
 import json
 import math
-import sys
 
 from cnnlib import config_file
 from cnnlib.errors import ConfigError, shown
@@ -159,7 +159,7 @@ def read_config_file(path, defaults):
     return values
 
 
-def parse_args(argv, defaults, positional=True):
+def parse_args(argv, defaults, positional=True, usage=""):
     """Apply configuration files, then `--name=value` overrides, to a copy of `defaults`.
 
     Arguments ending in `.py` are configuration files, applied in order before
@@ -176,7 +176,7 @@ def parse_args(argv, defaults, positional=True):
     positional, overrides, files = [], [], []
     options, after = split_options(argv)
     if "-h" in options or "--help" in options:
-        _print_help(defaults)
+        _print_help(usage, defaults)
         raise SystemExit(0)  # as argparse does: help is an answer, not an error
     for arg in options:
         if arg.startswith("--"):
@@ -232,11 +232,11 @@ def explicit_names(argv, config_values=None):
     return given | set(config_values or {})
 
 
-def _print_help(defaults):
-    """Print the running script's docstring and every --name with its default."""
-    script = sys.modules.get("__main__")
-    print((getattr(script, "__doc__", None) or "").strip())
-    print("\nParameters, written --name=value, with their defaults:")
+def _print_help(usage, defaults):
+    """Print `usage` (the script's docstring) and every --name with its default."""
+    if usage:
+        print(inspect.cleandoc(usage) + "\n")
+    print("Parameters, written --name=value, with their defaults:")
     for name in sorted(defaults):
         value = repr(defaults[name])
         print(f"  --{name}={value if len(value) <= 60 else value[:57] + '...'}")

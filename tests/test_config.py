@@ -1,7 +1,5 @@
 """Command-line overrides: types checked, unknown names listed, help and `--`."""
 
-import sys
-
 import pytest
 
 import cnn_params
@@ -92,10 +90,9 @@ def test_double_dash_ends_the_parameters(defaults):
         config.parse_args(["--", "--x.jpg"], defaults, positional=False)
 
 
-def test_help_prints_the_usage_and_every_parameter_and_exits_0(defaults, monkeypatch, capsys):
+def test_help_prints_the_usage_and_every_parameter_and_exits_0(defaults, capsys):
     import cnn_run
 
-    monkeypatch.setitem(sys.modules, "__main__", cnn_run)  # as `python cnn_run.py -h` runs
     for argv in (["--help"], ["--epochs=3", "-h"]):
         with pytest.raises(SystemExit) as ended:
             cnn_run.main(argv)
