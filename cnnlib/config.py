@@ -237,8 +237,9 @@ def _print_help(usage, defaults):
     if usage:
         print(inspect.cleandoc(usage) + "\n")
     print("Parameters, written --name=value, with their defaults:")
-    for name in sorted(defaults):
-        value = repr(defaults[name])
+    for name in sorted(defaults):  # written as --name=value takes them: JSON for lists
+        value = defaults[name]
+        value = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
         print(f"  --{name}={value if len(value) <= 60 else value[:57] + '...'}")
 
 
