@@ -112,6 +112,7 @@ def _check_runs(run_dirs, out_path):
                              f"cnn_run.py, unchanged.")
         saved_params.append(saved)
     first = run_dirs[0]
+    theirs = (cnn_model.model_info(first / "model.keras") or {}) if len(run_dirs) > 1 else {}
     for run_dir in run_dirs[1:]:
         try:
             differ = (subject_split.read_split(run_dir / "split.csv")
@@ -121,7 +122,7 @@ def _check_runs(run_dirs, out_path):
         if differ:
             raise SystemExit(f"{run_dir} split its data unlike {first} (their split.csv "
                              f"differ): an ensemble is scored on one split.")
-        mine, theirs = (cnn_model.model_info(r / "model.keras") or {} for r in (run_dir, first))
+        mine = cnn_model.model_info(run_dir / "model.keras") or {}
         differing = [k for k in _INPUT_KEYS if mine.get(k) != theirs.get(k)]
         if differing:
             raise SystemExit(f"{run_dir} was trained on other input than {first} "

@@ -21,9 +21,9 @@ from cnnlib import cache, files, near_duplicates
 from cnnlib.errors import DataError, SuiteWarning
 
 
-def _class_counts(data):
-    """The training images of each class of `data`, an int64 array [classes]."""
-    return np.bincount(np.asarray(data["train"][1], dtype=np.int64),
+def _class_counts(data, split="train"):
+    """The images of each class in `split` of `data`, an int64 array [classes]."""
+    return np.bincount(np.asarray(data[split][1], dtype=np.int64),
                        minlength=len(data["classes"]))
 
 
@@ -56,8 +56,7 @@ def check_data(data, data_dir, strict=False, twins=None):
         empty = ", ".join(data["classes"][c] for c in np.flatnonzero(counts == 0))
         raise DataError(f"No readable training image is left for {empty} in {data_dir}: "
                         f"see the skipped files above.")
-    in_validation = np.bincount(np.asarray(data["validation"][1], dtype=np.int64),
-                                minlength=len(data["classes"]))
+    in_validation = _class_counts(data, "validation")
     if not in_validation.all():
         absent = ", ".join(data["classes"][c] for c in np.flatnonzero(in_validation == 0))
         warnings.warn(f"The validation split of {data_dir} has no image of {absent}: its "

@@ -6,8 +6,9 @@ Offers, in call order:
   rearm()                    takes SIGTERM back after a library took it (TensorFlow's
                              MultiWorkerMirroredStrategy installs its own handler)
   resume_hint(text)          what the closing sentence says about going on (None: nothing)
-  removed_if_interrupted(path, shown) context manager: `path`, a file or folder this
-                             command made, is removed if the block is interrupted
+  removed_if_interrupted(path, shown, on_error) context manager: `path`, a file or
+                             folder this command made, is removed if the block is
+                             interrupted (with `on_error`, if it raises at all)
   handled()                  the Ctrl-C just caught was the expected way to stop (a webcam)
   worker_init(parent)        initializer of pool workers: they leave signals to the parent
                              and die with it
@@ -243,11 +244,11 @@ def resume_hint(text):
 
 
 @contextlib.contextmanager
-def removed_if_interrupted(path, shown=None):
+def removed_if_interrupted(path, shown=None, on_error=False):
     """Yield `path` (a file or folder this command made); remove it if interrupted.
 
     Also removed when the watchdog ends the process. Other errors leave it to the
-    caller. The closing sentence names it as `shown` (default `path`): the user's
+    caller, or with `on_error` remove it too (an output that stopped half written). The closing sentence names it as `shown` (default `path`): the user's
     name for what was being made, not a temporary one. `path` None: nothing to do.
     """
     if path is None:
@@ -263,19 +264,26 @@ def removed_if_interrupted(path, shown=None):
     except BaseException as error:  # also an error that a signal turned into another
         if isinstance(error, KeyboardInterrupt) or _received:
             _remove(path, _partial[path])
+        elif on_error:
+            _discard(path)
         raise
     finally:
         _partial.pop(path, None)
         _tell(drop=str(path))
 
 
-def _remove(path, shown):
-    """Remove a file or folder of ours; `shown` is recorded for the closing sentence."""
+def _discard(path):
+    """Remove a file or folder of ours, whatever is in it."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _remove(path, shown):
+    """Remove a file or folder of ours; `shown` is recorded for the closing sentence."""
+    _discard(path)
     if shown not in _removed:
         _removed.append(shown)
 

@@ -15,7 +15,6 @@ Offers, in the order cnn_eval.py calls them:
 with; `params` the effective parameters (with out_root, where eval writes).
 """
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -51,13 +50,9 @@ def score_images_and_faces(model, model_path, paths, trained, params):
     if photos:
         out_dir = (runs.new_output_dir(params["out_root"], "eval")
                    if any(boxes for _, boxes, _ in photos) else None)
-        with interrupt.removed_if_interrupted(out_dir):
-            try:
-                face_results, crops = score_photos(model, photos, trained, params, out_dir)
-            except Exception:  # our own new folder, half written: nothing is left behind
-                if out_dir is not None:
-                    shutil.rmtree(out_dir, ignore_errors=True)
-                raise
+        # Our own new folder: interrupted or failed midway, nothing half written is left.
+        with interrupt.removed_if_interrupted(out_dir, on_error=True):
+            face_results, crops = score_photos(model, photos, trained, params, out_dir)
         results, images = results + face_results, np.concatenate([images, crops])
     if params["figure"] and results:
         params["out_root"].mkdir(parents=True, exist_ok=True)  # a shipped model's, in runs/
@@ -183,18 +178,15 @@ def score_video(model, model_path, source, trained, params):
         print(faces_as.line)
         faces.check_detector(faces_as.detector, faces_as.align)
         out_dir = runs.new_output_dir(params["out_root"], "eval")
-        try:
-            with interrupt.removed_if_interrupted(out_dir):  # a webcam's Ctrl-C is its end
-                summary = video.process_video(
-                    capture, model, trained["classes"], trained["image_size"],
-                    trained["channels"], out_dir, name, faces_as.margin,
-                    params["min_face_size"], params["max_frames"], params["smoothing"],
-                    announced, live, detector=faces_as.detector, align=faces_as.align,
-                    draw_landmarks=faces_as.draw_landmarks,
-                    min_confidence=params["min_confidence"])
-        except Exception:  # a mistake or a full disk: our own new folder, leave no half
-            shutil.rmtree(out_dir, ignore_errors=True)
-            raise
+        # A webcam's Ctrl-C is its end (handled inside); an error midway leaves nothing.
+        with interrupt.removed_if_interrupted(out_dir, on_error=True):
+            summary = video.process_video(
+                capture, model, trained["classes"], trained["image_size"],
+                trained["channels"], out_dir, name, faces_as.margin,
+                params["min_face_size"], params["max_frames"], params["smoothing"],
+                announced, live, detector=faces_as.detector, align=faces_as.align,
+                draw_landmarks=faces_as.draw_landmarks,
+                min_confidence=params["min_confidence"])
     finally:
         capture.release()
     frames = summary["frames"]

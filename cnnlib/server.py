@@ -87,7 +87,7 @@ def bare_serve(argv):
     `--` every argument is a file name, left as it is."""
     options, after = config.split_options(argv)
     served = [f"--serve={DEFAULT_PORT}" if arg == "--serve" else arg for arg in options]
-    return served + (["--", *after] if len(options) < len(argv) else [])
+    return served + (["--", *after] if "--" in argv else [])
 
 
 def check_limits(params):
